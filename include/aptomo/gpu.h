@@ -1,0 +1,15 @@
+/* gpu.h - accelerator discovery. The CPU path never needs it; GPU backends and tests ask here first and skip
+ * with a visible reason when no device is present. */
+#ifndef APTOMO_GPU_H
+#define APTOMO_GPU_H
+
+#include "aptomo/error.h"
+
+/* Number of usable CUDA devices (0 when built without CUDA or when the driver finds none); describes why in err. */
+int apt_gpu_count(apt_error *err);
+/* Name of device 0 into buf ("none" without a device). */
+int apt_gpu_name(char *buf, size_t len, apt_error *err);
+/* 1 if this build contains the CUDA backends. */
+int apt_gpu_compiled(void);
+
+#endif
