@@ -33,7 +33,7 @@ static int apt_test_checks = 0;
 #define CHECK_OK(expr, errp)                                                                 \
     do {                                                                                     \
         int rc_ = (expr);                                                                    \
-        CHECK_MSG(rc_ == 0, "rc=%d: %s", rc_, (errp) ? (errp)->msg : "");                    \
+        CHECK_MSG(rc_ == 0, "rc=%d: %s", rc_, (errp)->msg); /* errp: never NULL here */       \
     } while (0)
 
 #define APT_TEST_DONE()                                                                      \

@@ -1,0 +1,69 @@
+/* aptd.h - the aptomod core as a library: settings, lifecycle, statistics. main.c wraps it with the config file,
+ * signals and systemd; `aptomo bench ingest` and the tests drive it in-process. No physics here: complete angles
+ * are handed to the reconstruction stage (src/) through aptd_recon. */
+#ifndef APTD_H
+#define APTD_H
+
+#include <stdint.h>
+
+#include "aptomo/error.h"
+
+#define APTD_MAX_ENDPOINTS 8
+
+typedef struct aptd_settings {
+    char endpoints[APTD_MAX_ENDPOINTS][256];
+    int n_endpoints;
+    int protocol;               /* 0 auto, 1, 2 */
+    char channel[64];           /* v2 channel, "" = first announced, else threshold_1 */
+    uint32_t crop;
+    double beam_center[2];      /* y, x; NaN = from the start message, else frame centre */
+    int rcvhwm;
+    double series_timeout_s;
+    uint64_t max_frames_per_series;
+    uint64_t max_frame_pixels;
+    uint64_t max_message_bytes;
+    int decode_threads;         /* 0 = cores */
+    int queue_frames;
+    char metadata_endpoint[256];
+    int metadata_bind;
+    char results_endpoint[256];
+    int results_sndhwm;
+    double status_period_s;
+    char control_endpoint[256];
+    int n_star, publish_every;
+    char storage_dir[1024];
+    int spool_frames;
+    int log_level;              /* APT_LOG_* */
+} aptd_settings;
+
+typedef struct aptd_stats {
+    uint64_t messages, malformed;            /* every message received; those that did not decode */
+    uint64_t frames_received, frames_accepted, frames_decoded;
+    uint64_t dropped_stale, dropped_duplicate, dropped_undecodable, dropped_nopos, dropped_overflow;
+    uint64_t series_started, series_completed, angles_done;
+    uint64_t spooled, spool_errors;
+    uint64_t current_series;
+    int state;                               /* APTD_IDLE ... */
+    uint64_t queue_depth;
+} aptd_stats;
+
+enum { APTD_IDLE = 0, APTD_ACQUIRING, APTD_RECONSTRUCTING, APTD_DONE, APTD_ERROR };
+const char *aptd_state_name(int state);
+
+typedef struct aptd aptd;
+
+void aptd_settings_default(aptd_settings *s);
+struct apt_config;
+/* Fill settings from a loaded configuration (settings.c). */
+int aptd_settings_from_config(const struct apt_config *cfg, aptd_settings *s, apt_error *err);
+/* Binds/connects every socket and starts the threads; returns once the daemon is ready to receive. */
+int aptd_start(const aptd_settings *s, aptd **out, apt_error *err);
+/* Runs the control loop (REP socket, timers, status) until *stop becomes non-zero or a shutdown request arrives.
+   watchdog_cb, if set, is called about every 100 ms from this loop (systemd watchdog ping). */
+int aptd_run(aptd *d, volatile int *stop, void (*watchdog_cb)(void *), void *cb_arg);
+/* Drains: stops receiving, decodes and spools what was received, completes the open series, waits for the
+   reconstruction queue, publishes the last status. Then frees everything. */
+void aptd_stop(aptd **d);
+void aptd_get_stats(aptd *d, aptd_stats *st);
+
+#endif

@@ -1,0 +1,156 @@
+/* aptd_int.h - the daemon's internal structures shared by its stages: receive (ingest.c), assemble (series.c),
+ * decode (decode.c), spool (spoolq.c), reconstruct (recon.c), publish (publish.c), control (core.c). */
+#ifndef APTD_INT_H
+#define APTD_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "aptd.h"
+#include "aptomo/frame.h"
+#include "aptomo/scanmeta.h"
+#include "aptomo/stream.h"
+#include "pool.h"
+#include "queue.h"
+
+/* One detector series = one tomographic angle while it is being received. */
+typedef struct aptd_series {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    struct aptd_pool *pool;           /* where its patterns go back to */
+    uint64_t id, index;               /* detector series id; order of arrival among series */
+    char unique_id[APT_NAME_LEN];
+    int version;
+    char channel[APT_NAME_LEN];       /* v2 channel in use */
+    apt_detector_config config;
+    uint32_t width, height, elem_size; /* fixed by the first image */
+    apt_crop crop;
+    int geometry_ok;                  /* crop placed */
+    uint32_t *mask;                   /* full-frame pixel mask or NULL */
+    int has_angle;
+    double angle_deg;
+    /* per image id, grown on demand up to max_frames_per_series */
+    size_t cap;
+    float **frames;
+    double *pos;                      /* [cap][2] */
+    uint8_t *flags;                   /* SEEN | HAS_POS | DECODED | BAD */
+    uint64_t received, accepted, decoded, dup, undecodable, overflow, nopos;
+    int inflight;                     /* accepted frames not yet decoded */
+    int ended;                        /* end message (or timeout/supersede) seen */
+    int finished;                     /* handed to reconstruction */
+    char reason[16];
+    double t_start, t_last;
+} aptd_series;
+
+enum { SF_SEEN = 1, SF_HAS_POS = 2, SF_DECODED = 4, SF_BAD = 8 };
+
+/* A received frame travelling to the decoders (and the spool): owns the ZeroMQ message holding the blob. */
+typedef struct aptd_frame {
+    atomic_int refs;
+    aptd_series *series;
+    uint64_t image_id;
+    apt_pixels px;                    /* blob is at zmq_msg_data(&msg) + blob_off */
+    size_t blob_off;
+    zmq_msg_t msg;
+} aptd_frame;
+
+/* A complete angle handed to reconstruction. */
+typedef struct aptd_angle {
+    uint64_t series_id, index;
+    int has_angle;
+    double angle_deg;
+    uint32_t n;                       /* crop size */
+    size_t n_frames;
+    float **frames;                   /* n_frames patterns of n*n, owned */
+    double *pos;                      /* [n_frames][2] (y, x) metres */
+    uint64_t frames_received, frames_dropped, dup, undecodable, nopos, overflow;
+    char reason[16];
+    double seconds_acquire;
+} aptd_angle;
+
+typedef struct aptd_pending_meta {
+    uint64_t series;
+    apt_scanmeta meta;
+} aptd_pending_meta;
+
+#define APTD_MAX_PENDING_META 64
+#define APTD_POOL_CACHE_BYTES ((size_t)2 << 30) /* patterns kept for reuse: about one large angle */
+
+struct aptd_rx {
+    struct aptd *d;
+    void *sock;
+    int index;
+};
+
+struct aptd {
+    aptd_settings s;
+    struct aptd_rx rx_arg[APTD_MAX_ENDPOINTS + 1]; /* receivers, then the metadata channel */
+    void *zctx;
+    atomic_int running;               /* receivers keep going while set */
+    /* threads */
+    pthread_t rx[APTD_MAX_ENDPOINTS], meta_rx, *decoders, spooler, recon, publisher;
+    int n_rx, n_decoders, have_meta, have_spool, spool_running, recon_running;
+    aptd_queue *decode_q, *spool_q, *recon_q, *pub_q;
+    aptd_pool *patterns;              /* crop*crop float buffers, recycled across angles */
+    /* assembly state */
+    pthread_mutex_t mu;
+    aptd_series *current;
+    uint64_t series_count;
+    aptd_pending_meta pending[APTD_MAX_PENDING_META];
+    int n_pending;
+    /* statistics (atomics: updated from many threads) */
+    atomic_uint_fast64_t messages, malformed, frames_received, frames_accepted, frames_decoded, dropped_stale,
+        dropped_duplicate, dropped_undecodable, dropped_nopos, dropped_overflow, series_started, series_completed,
+        angles_done, spooled, spool_errors, current_series, pub_dropped;
+    atomic_int state;
+    int state_published;
+    /* sockets owned by one thread each */
+    void *pub, *rep;
+    double last_status;
+    int shutdown_requested;
+};
+
+/* series.c */
+aptd_series *aptd_series_new(aptd *d, const apt_stream_msg *start);
+void aptd_series_unref(aptd_series **s);
+void aptd_on_start(aptd *d, const apt_stream_msg *m);
+/* Takes ownership of *msg (moved) when the frame is accepted; returns 1 accepted, 0 dropped. */
+int aptd_on_image(aptd *d, const apt_stream_msg *m, zmq_msg_t *msg, const uint8_t *msg_base);
+void aptd_on_end(aptd *d, const apt_stream_msg *m);
+void aptd_on_meta(aptd *d, apt_scanmeta *meta);
+void aptd_check_timeouts(aptd *d, double now);
+/* Marks a series ended (reason) and finishes it when nothing is in flight. Caller holds no locks. */
+void aptd_series_end(aptd *d, aptd_series *s, const char *reason);
+/* Called by a decoder when a frame of s is done (ok or not). */
+void aptd_series_frame_done(aptd *d, aptd_series *s, uint64_t image_id, float *pattern, int ok);
+void aptd_frame_unref(aptd_frame **f);
+
+/* ingest.c */
+int aptd_ingest_start(aptd *d, apt_error *err);
+void aptd_ingest_stop(aptd *d);
+/* decode.c */
+int aptd_decode_start(aptd *d, apt_error *err);
+void aptd_decode_stop(aptd *d);
+/* spoolq.c */
+int aptd_spool_start(aptd *d, apt_error *err);
+void aptd_spool_stop(aptd *d);
+void aptd_spool_series_done(aptd *d, aptd_series *s);
+/* recon.c */
+int aptd_recon_start(aptd *d, apt_error *err);
+void aptd_recon_stop(aptd *d);
+void aptd_angle_free(aptd *d, aptd_angle **a);
+/* publish.c */
+int aptd_publish_start(aptd *d, apt_error *err);
+void aptd_publish_stop(aptd *d);
+/* Queue a message for the PUB socket; header is JSON text (copied), payload copied if non-NULL. Never blocks. */
+void aptd_publish(aptd *d, const char *topic, const char *header, const void *payload, size_t len);
+void aptd_publish_status(aptd *d);
+/* The status header (also the control socket's status reply). */
+struct json_t;
+struct json_t *aptd_status_json(aptd *d);
+
+double aptd_now(void);
+
+#endif

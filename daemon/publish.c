@@ -1,0 +1,131 @@
+/* publish.c - results -> subscribers. One thread owns the PUB socket (ZeroMQ sockets are single-threaded); stages
+ * queue (topic, JSON header, payload) without ever blocking: if the queue is full the message is dropped and
+ * counted, and PUB itself drops for slow subscribers at its high-water mark. Ingest never waits on a dashboard. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aptd_int.h"
+#include "aptomo/log.h"
+
+typedef struct pub_msg {
+    char topic[32];
+    char *header;
+    void *payload;
+    size_t len;
+} pub_msg;
+
+void aptd_publish(aptd *d, const char *topic, const char *header, const void *payload, size_t len)
+{
+    pub_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return;
+    snprintf(m->topic, sizeof m->topic, "%s", topic);
+    m->header = strdup(header);
+    if (payload && len) {
+        m->payload = malloc(len);
+        if (m->payload) {
+            memcpy(m->payload, payload, len);
+            m->len = len;
+        }
+    }
+    if (!m->header || (payload && len && !m->payload) || aptd_queue_try_push(d->pub_q, m) != 0) {
+        atomic_fetch_add(&d->pub_dropped, 1);
+        free(m->header);
+        free(m->payload);
+        free(m);
+    }
+}
+
+static void *publish_main(void *arg)
+{
+    aptd *d = arg;
+    pub_msg *m;
+    while ((m = aptd_queue_pop(d->pub_q, -1))) {
+        int more = m->len ? ZMQ_SNDMORE : 0;
+        if (zmq_send(d->pub, m->topic, strlen(m->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(d->pub, m->header, strlen(m->header), more | ZMQ_DONTWAIT) < 0 ||
+            (m->len && zmq_send(d->pub, m->payload, m->len, ZMQ_DONTWAIT) < 0))
+            atomic_fetch_add(&d->pub_dropped, 1);
+        free(m->header);
+        free(m->payload);
+        free(m);
+        aptd_queue_done(d->pub_q);
+    }
+    return NULL;
+}
+
+int aptd_publish_start(aptd *d, apt_error *err)
+{
+    d->pub = zmq_socket(d->zctx, ZMQ_PUB);
+    int hwm = d->s.results_sndhwm, linger = 200;
+    zmq_setsockopt(d->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(d->pub, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(d->pub, d->s.results_endpoint) != 0) {
+        apt_err(err, APT_EIO, "results.endpoint %s: bind: %s", d->s.results_endpoint, zmq_strerror(errno));
+        zmq_close(d->pub);
+        d->pub = NULL;
+        return APT_EIO;
+    }
+    if (pthread_create(&d->publisher, NULL, publish_main, d)) {
+        zmq_close(d->pub);
+        d->pub = NULL;
+        return apt_err(err, APT_ENOMEM, "cannot start publisher thread");
+    }
+    apt_info("results published on %s (PUB)", d->s.results_endpoint);
+    return APT_OK;
+}
+
+void aptd_publish_stop(aptd *d)
+{
+    if (!d->pub)
+        return;
+    aptd_queue_wait_idle(d->pub_q);
+    aptd_queue_close(d->pub_q);
+    pthread_join(d->publisher, NULL);
+    zmq_close(d->pub);
+    d->pub = NULL;
+}
+
+json_t *aptd_status_json(aptd *d)
+{
+    aptd_stats st;
+    aptd_get_stats(d, &st);
+    json_t *h = json_object();
+    json_object_set_new(h, "state", json_string(aptd_state_name(st.state)));
+    json_object_set_new(h, "series", json_integer((json_int_t)st.current_series));
+    json_object_set_new(h, "angles_done", json_integer((json_int_t)st.angles_done));
+    json_object_set_new(h, "frames_received", json_integer((json_int_t)st.frames_received));
+    uint64_t dropped = st.dropped_stale + st.dropped_duplicate + st.dropped_undecodable + st.dropped_nopos +
+                       st.dropped_overflow;
+    json_object_set_new(h, "frames_dropped", json_integer((json_int_t)dropped));
+    json_object_set_new(h, "queue_depth", json_integer((json_int_t)st.queue_depth));
+    json_object_set_new(h, "frames_accepted", json_integer((json_int_t)st.frames_accepted));
+    json_object_set_new(h, "frames_decoded", json_integer((json_int_t)st.frames_decoded));
+    json_object_set_new(h, "messages", json_integer((json_int_t)st.messages));
+    json_object_set_new(h, "malformed", json_integer((json_int_t)st.malformed));
+    json_t *dr = json_object();
+    json_object_set_new(dr, "stale", json_integer((json_int_t)st.dropped_stale));
+    json_object_set_new(dr, "duplicate", json_integer((json_int_t)st.dropped_duplicate));
+    json_object_set_new(dr, "undecodable", json_integer((json_int_t)st.dropped_undecodable));
+    json_object_set_new(dr, "no_position", json_integer((json_int_t)st.dropped_nopos));
+    json_object_set_new(dr, "overflow", json_integer((json_int_t)st.dropped_overflow));
+    json_object_set_new(h, "dropped", dr);
+    json_object_set_new(h, "series_started", json_integer((json_int_t)st.series_started));
+    json_object_set_new(h, "series_completed", json_integer((json_int_t)st.series_completed));
+    json_object_set_new(h, "spooled", json_integer((json_int_t)st.spooled));
+    json_object_set_new(h, "spool_errors", json_integer((json_int_t)st.spool_errors));
+    json_object_set_new(h, "publish_dropped", json_integer((json_int_t)atomic_load(&d->pub_dropped)));
+    return h;
+}
+
+void aptd_publish_status(aptd *d)
+{
+    json_t *h = aptd_status_json(d);
+    char *text = json_dumps(h, JSON_COMPACT);
+    if (text)
+        aptd_publish(d, "status", text, NULL, 0);
+    free(text);
+    json_decref(h);
+}

@@ -1,0 +1,64 @@
+/* settings.c - the one place where the YAML configuration becomes the daemon's settings struct: every key the
+ * daemon uses is read here, so the stages never touch the config tree (and tests can build settings directly). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aptd.h"
+#include "aptomo/config.h"
+#include "aptomo/log.h"
+
+#define COPY_STR(dst, key)                                                                                     \
+    do {                                                                                                       \
+        const char *v_ = apt_config_str(cfg, key, err);                                                        \
+        if (strlen(v_) >= sizeof(dst))                                                                         \
+            return apt_err(err, APT_EINVAL, "%s: longer than %zu characters", key, sizeof(dst) - 1);           \
+        memcpy(dst, v_, strlen(v_) + 1);                                                                       \
+    } while (0)
+
+int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error *err)
+{
+    aptd_settings_default(s);
+    size_t n = apt_config_list_len(cfg, "detector.endpoints", err);
+    if (n < 1 || n > APTD_MAX_ENDPOINTS)
+        return apt_err(err, APT_EINVAL, "detector.endpoints: between 1 and %d endpoints, got %zu",
+                       APTD_MAX_ENDPOINTS, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *ep = apt_config_list_str(cfg, "detector.endpoints", i, err);
+        if (strlen(ep) >= sizeof s->endpoints[0])
+            return apt_err(err, APT_EINVAL, "detector.endpoints[%zu]: too long", i);
+        snprintf(s->endpoints[i], sizeof s->endpoints[i], "%s", ep);
+    }
+    s->n_endpoints = (int)n;
+    const char *proto = apt_config_str(cfg, "detector.protocol", err);
+    s->protocol = !strcmp(proto, "v1") ? 1 : !strcmp(proto, "v2") ? 2 : 0;
+    COPY_STR(s->channel, "detector.channel");
+    s->crop = (uint32_t)apt_config_int(cfg, "detector.crop", err);
+    if (apt_config_list_len(cfg, "detector.beam_center", err) == 2) {
+        s->beam_center[0] = apt_config_list_float(cfg, "detector.beam_center", 0, err);
+        s->beam_center[1] = apt_config_list_float(cfg, "detector.beam_center", 1, err);
+    } else {
+        s->beam_center[0] = s->beam_center[1] = NAN;
+    }
+    s->rcvhwm = (int)apt_config_int(cfg, "detector.rcvhwm", err);
+    s->series_timeout_s = apt_config_float(cfg, "detector.series_timeout_s", err);
+    s->max_frames_per_series = (uint64_t)apt_config_int(cfg, "detector.max_frames_per_series", err);
+    s->max_frame_pixels = (uint64_t)apt_config_int(cfg, "detector.max_frame_pixels", err);
+    s->max_message_bytes = (uint64_t)apt_config_int(cfg, "detector.max_message_bytes", err);
+    s->decode_threads = (int)apt_config_int(cfg, "ingest.decode_threads", err);
+    s->queue_frames = (int)apt_config_int(cfg, "ingest.queue_frames", err);
+    COPY_STR(s->metadata_endpoint, "metadata.endpoint");
+    s->metadata_bind = apt_config_bool(cfg, "metadata.bind", err);
+    COPY_STR(s->results_endpoint, "results.endpoint");
+    s->results_sndhwm = (int)apt_config_int(cfg, "results.sndhwm", err);
+    s->status_period_s = apt_config_float(cfg, "results.status_period_s", err);
+    COPY_STR(s->control_endpoint, "control.endpoint");
+    s->n_star = (int)apt_config_int(cfg, "tomo.n_star", err);
+    s->publish_every = (int)apt_config_int(cfg, "tomo.publish_every", err);
+    COPY_STR(s->storage_dir, "storage.dir");
+    s->spool_frames = apt_config_bool(cfg, "storage.spool_frames", err);
+    s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
+    if (s->log_level < 0)
+        s->log_level = APT_LOG_INFO;
+    return err && err->code ? err->code : APT_OK;
+}
