@@ -343,6 +343,16 @@ void aptd_on_end(aptd *d, const apt_stream_msg *m)
 /* Hand the finished series to reconstruction: decoded frames with a position, in image order. */
 static void series_finish(aptd *d, aptd_series *s)
 {
+    if (d->have_spool)
+        aptd_spool_series_done(d, s);
+    pthread_mutex_lock(&s->mu);
+    uint64_t received = s->received;
+    pthread_mutex_unlock(&s->mu);
+    if (received == 0) { /* an empty series is no angle: nothing to reconstruct or report */
+        atomic_fetch_add(&d->series_completed, 1);
+        apt_info("series %llu ended (%s) without frames", (unsigned long long)s->id, s->reason);
+        return;
+    }
     aptd_angle *a = calloc(1, sizeof *a);
     size_t n = 0;
     pthread_mutex_lock(&s->mu);
@@ -402,8 +412,6 @@ static void series_finish(aptd *d, aptd_series *s)
              (unsigned long long)a->series_id, a->reason, a->n_frames, (unsigned long long)a->frames_received,
              (unsigned long long)a->frames_dropped, (unsigned long long)a->dup,
              (unsigned long long)a->undecodable, (unsigned long long)a->nopos, (unsigned long long)a->overflow);
-    if (d->have_spool)
-        aptd_spool_series_done(d, s);
     if (aptd_queue_push(d->recon_q, a) != 0)
         aptd_angle_free(d, &a);
 }

@@ -14,6 +14,7 @@
 #if defined(__GNUC__)
 #define BSHUF_AVX2 1
 #define AVX2_FN __attribute__((target("avx2")))
+#define AVX2_INLINE __attribute__((target("avx2"), always_inline)) static inline
 #endif
 #endif
 
@@ -86,6 +87,9 @@ static void trans_scalar(const uint8_t *in, uint8_t *out, size_t nb, size_t s, s
     }
 }
 
+/* The transpose helpers work on arrays of vectors; they must inline or the vectors round-trip through memory. */
+#define VEC_INLINE __attribute__((always_inline)) static inline
+
 #ifdef BSHUF_SSE2
 /* ---- SSE2: 16 groups per step. Load 8 bit-rows of 16 bytes, transpose the 8x8 bit matrix held in byte g of the
  * 8 vectors (3 masked swap stages, like the scalar word), then interleave bytes into element order. Beats the
@@ -103,7 +107,7 @@ static void trans_scalar(const uint8_t *in, uint8_t *out, size_t nb, size_t s, s
     } while (0)
 
 /* v[r] bit c of every byte <-> v[c] bit r: the 8x8 bit transpose, 16 byte lanes at a time. Self-inverse. */
-static inline void bt8_128(__m128i v[8])
+VEC_INLINE void bt8_128(__m128i v[8])
 {
     const __m128i m1 = _mm_set1_epi8(0x55), m2 = _mm_set1_epi8(0x33), m4 = _mm_set1_epi8(0x0f);
     SWAP128(v[0], v[1], 1, m1);
@@ -121,7 +125,7 @@ static inline void bt8_128(__m128i v[8])
 }
 
 /* 8x8 transpose of 16-bit lanes (x[r] lane c <-> x[c] lane r). Self-inverse. */
-static inline void tr16_128(__m128i x[8])
+VEC_INLINE void tr16_128(__m128i x[8])
 {
     __m128i a0 = _mm_unpacklo_epi16(x[0], x[1]), a1 = _mm_unpackhi_epi16(x[0], x[1]);
     __m128i a2 = _mm_unpacklo_epi16(x[2], x[3]), a3 = _mm_unpackhi_epi16(x[2], x[3]);
@@ -138,7 +142,7 @@ static inline void tr16_128(__m128i x[8])
 }
 
 /* 4x4 transpose of 32-bit lanes. Self-inverse. */
-static inline void tr32_128(__m128i v[4])
+VEC_INLINE void tr32_128(__m128i v[4])
 {
     __m128i t0 = _mm_unpacklo_epi32(v[0], v[1]), t1 = _mm_unpackhi_epi32(v[0], v[1]);
     __m128i t2 = _mm_unpacklo_epi32(v[2], v[3]), t3 = _mm_unpackhi_epi32(v[2], v[3]);
@@ -333,7 +337,7 @@ static void trans4_sse2(const uint8_t *in, uint8_t *out, size_t nb, size_t g0, s
         a = _mm256_xor_si256(a, _mm256_slli_epi16(t_, sh));                                     \
     } while (0)
 
-AVX2_FN static inline void bt8_256(__m256i v[8])
+AVX2_INLINE void bt8_256(__m256i v[8])
 {
     const __m256i m1 = _mm256_set1_epi8(0x55), m2 = _mm256_set1_epi8(0x33), m4 = _mm256_set1_epi8(0x0f);
     SWAP256(v[0], v[1], 1, m1);
@@ -350,7 +354,7 @@ AVX2_FN static inline void bt8_256(__m256i v[8])
     SWAP256(v[3], v[7], 4, m4);
 }
 
-AVX2_FN static inline void tr16_256(__m256i x[8])
+AVX2_INLINE void tr16_256(__m256i x[8])
 {
     __m256i a0 = _mm256_unpacklo_epi16(x[0], x[1]), a1 = _mm256_unpackhi_epi16(x[0], x[1]);
     __m256i a2 = _mm256_unpacklo_epi16(x[2], x[3]), a3 = _mm256_unpackhi_epi16(x[2], x[3]);
@@ -366,7 +370,7 @@ AVX2_FN static inline void tr16_256(__m256i x[8])
     x[6] = _mm256_unpacklo_epi64(b3, b7), x[7] = _mm256_unpackhi_epi64(b3, b7);
 }
 
-AVX2_FN static inline void tr32_256(__m256i v[4])
+AVX2_INLINE void tr32_256(__m256i v[4])
 {
     __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
     __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
@@ -375,7 +379,7 @@ AVX2_FN static inline void tr32_256(__m256i v[4])
 }
 
 /* a.lane0|b.lane0 -> lo (32 bytes), a.lane1|b.lane1 -> hi. */
-AVX2_FN static inline void st_pair256(uint8_t *lo, uint8_t *hi, __m256i a, __m256i b)
+AVX2_INLINE void st_pair256(uint8_t *lo, uint8_t *hi, __m256i a, __m256i b)
 {
     _mm256_storeu_si256((__m256i *)(void *)lo, _mm256_permute2x128_si256(a, b, 0x20));
     _mm256_storeu_si256((__m256i *)(void *)hi, _mm256_permute2x128_si256(a, b, 0x31));
@@ -405,6 +409,7 @@ AVX2_FN static void untrans1_avx2(const uint8_t *in, uint8_t *out, size_t nb, si
         for (int p = 0; p < 4; p++)
             st_pair256(o + 32 * p, o + 128 + 32 * p, c[2 * p], c[2 * p + 1]);
     }
+    _mm256_zeroupper(); /* the SSE2 tail is legacy-encoded: no dirty upper halves across it */
     untrans1_sse2(in, out, nb, g, g1);
 }
 
@@ -428,6 +433,7 @@ AVX2_FN static void untrans2_avx2(const uint8_t *in, uint8_t *out, size_t nb, si
                 st_pair256(o + 16 * i, o + 256 + 16 * i, x[i], x[i + 1]);
         }
     }
+    _mm256_zeroupper(); /* the SSE2 tail is legacy-encoded: no dirty upper halves across it */
     untrans2_sse2(in, out, nb, g, g1);
 }
 
@@ -458,6 +464,7 @@ AVX2_FN static void untrans4_avx2(const uint8_t *in, uint8_t *out, size_t nb, si
             }
         }
     }
+    _mm256_zeroupper(); /* the SSE2 tail is legacy-encoded: no dirty upper halves across it */
     untrans4_sse2(in, out, nb, g, g1);
 }
 #endif /* BSHUF_AVX2 */

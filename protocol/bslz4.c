@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define BSLZ4_MAX_BLOCK (1u << 20) /* largest block accepted from a header, in bytes */
-#define BSLZ4_STACK 32768u         /* scratch on the stack up to this block size; covers every default block */
+#define BSLZ4_STACK 16384u         /* block scratch on the stack up to this size (default blocks: 8 KiB) */
 
 static uint64_t rd_be64(const uint8_t *p)
 {
@@ -60,25 +60,13 @@ size_t apt_bslz4_bound(size_t n, size_t elem_size)
     return total;
 }
 
-int apt_bslz4_encode(const void *src, size_t n, size_t elem_size, void *dst, size_t dst_cap, size_t *out_len,
-                     apt_error *err)
+/* The blob after the argument checks: header, shuffled+compressed blocks, raw tail. */
+static int encode_blocks(const uint8_t *in, size_t n, size_t elem_size, size_t block, uint8_t *shuf, uint8_t *comp,
+                         uint8_t *out, size_t dst_cap, size_t *out_len, apt_error *err)
 {
-    size_t raw;
-    int rc = check_elem(elem_size, err);
-    if (rc)
-        return rc;
-    if (__builtin_mul_overflow(n, elem_size, &raw))
-        return apt_err(err, APT_ERANGE, "bslz4: %zu elements of %zu bytes overflow size_t", n, elem_size);
-    if (!dst || (raw && !src))
-        return apt_err(err, APT_EINVAL, "bslz4: NULL buffer");
-    if (dst_cap < APT_BSLZ4_HEADER)
-        return apt_err(err, APT_ERANGE, "bslz4: destination of %zu bytes cannot hold the 12-byte header", dst_cap);
-    const size_t block = apt_bshuf_default_block(elem_size), bbytes = block * elem_size; /* <= 32 KiB */
-    _Alignas(64) uint8_t shuf[BSLZ4_STACK];
-    _Alignas(64) uint8_t comp[BSLZ4_STACK + BSLZ4_STACK / 255 + 16]; /* LZ4_COMPRESSBOUND(BSLZ4_STACK) */
-    const uint8_t *in = src;
-    uint8_t *out = dst;
-    wr_be64(out, (uint64_t)raw);
+    const size_t bbytes = block * elem_size;
+    int rc;
+    wr_be64(out, (uint64_t)n * elem_size);
     wr_be32(out + 8, (uint32_t)bbytes);
     size_t pos = APT_BSLZ4_HEADER, done = 0;
     while (n - done >= 8) {
@@ -113,6 +101,33 @@ int apt_bslz4_encode(const void *src, size_t n, size_t elem_size, void *dst, siz
         memcpy(out + pos, in + done * elem_size, tail);
     *out_len = pos + tail;
     return APT_OK;
+}
+
+int apt_bslz4_encode(const void *src, size_t n, size_t elem_size, void *dst, size_t dst_cap, size_t *out_len,
+                     apt_error *err)
+{
+    size_t raw;
+    int rc = check_elem(elem_size, err);
+    if (rc)
+        return rc;
+    if (__builtin_mul_overflow(n, elem_size, &raw))
+        return apt_err(err, APT_ERANGE, "bslz4: %zu elements of %zu bytes overflow size_t", n, elem_size);
+    if (!dst || (raw && !src))
+        return apt_err(err, APT_EINVAL, "bslz4: NULL buffer");
+    if (dst_cap < APT_BSLZ4_HEADER)
+        return apt_err(err, APT_ERANGE, "bslz4: destination of %zu bytes cannot hold the 12-byte header", dst_cap);
+    const size_t block = apt_bshuf_default_block(elem_size), bbytes = block * elem_size; /* <= 32 KiB */
+    const size_t comp_cap = (size_t)LZ4_compressBound((int)bbytes);
+    _Alignas(64) uint8_t stack[BSLZ4_STACK + BSLZ4_STACK / 255 + 16 + BSLZ4_STACK]; /* block + its LZ4 bound */
+    uint8_t *shuf = stack, *comp = stack + BSLZ4_STACK, *heap = NULL;
+    if (bbytes > BSLZ4_STACK) { /* elements over 128 bytes only */
+        if (!(heap = malloc(bbytes + comp_cap)))
+            return apt_err(err, APT_ENOMEM, "bslz4: no memory for a %zu-byte block", bbytes);
+        shuf = heap, comp = heap + bbytes;
+    }
+    rc = encode_blocks(src, n, elem_size, block, shuf, comp, dst, dst_cap, out_len, err);
+    free(heap);
+    return rc;
 }
 
 /* Header fields checked against each other and against the blob length; n and block come back in elements. */
@@ -194,8 +209,8 @@ static int decode_spans(const uint8_t *blob, size_t len, size_t s, size_t n, siz
         const uint32_t clen = rd_be32(p);
         p += 4;
         if (clen > (size_t)(end - p) || clen > INT_MAX) {
-            rc = apt_err(err, APT_EPROTO, "bslz4: block %zu length %u exceeds the %zu bytes left", bi, clen,
-                         (size_t)(end - p));
+            rc = apt_err(err, APT_EPROTO, "bslz4: blob truncated or corrupt: block %zu length %u exceeds the %zu "
+                         "bytes left", bi, clen, (size_t)(end - p));
             goto out;
         }
         /* first span that ends after b0; if it starts at or after b1, no span needs this block */

@@ -66,9 +66,13 @@ static void open_container(reader *r, uint8_t type, uint64_t count, uint64_t chi
         return;
     /* each child needs at least one byte of the input that is left after this header byte */
     if (children > r->len - r->pos - 1) {
-        r->rc = apt_err(r->err, APT_EPROTO, "CBOR: %s of %llu %s at byte %zu exceeds the %zu bytes left",
-                        type == APT_CB_MAP ? "map" : "array", (unsigned long long)count,
-                        type == APT_CB_MAP ? "pairs" : "items", r->pos, r->len - r->pos - 1);
+        if (type == APT_CB_TAG)
+            r->rc = apt_err(r->err, APT_EPROTO, "CBOR: truncated: tag %llu at byte %zu has no content",
+                            (unsigned long long)count, r->pos);
+        else
+            r->rc = apt_err(r->err, APT_EPROTO, "CBOR: %s of %llu %s at byte %zu exceeds the %zu bytes left",
+                            type == APT_CB_MAP ? "map" : "array", (unsigned long long)count,
+                            type == APT_CB_MAP ? "pairs" : "items", r->pos, r->len - r->pos - 1);
         return;
     }
     if (r->depth >= APT_CBOR_MAX_DEPTH) {

@@ -1,6 +1,6 @@
-/* frame.c - wire frame -> cropped float pattern. For bslz4 only the element range from the crop's first to last
- * pixel is decompressed (a 128-row crop of a 514-row frame touches about a quarter of the blocks); the other
- * encodings are decoded whole into scratch. Invalid pixels are -1 so the loss can skip them. */
+/* frame.c - wire frame -> cropped float pattern. For bslz4 only the blocks under the crop window are decompressed
+ * and only its bit-groups unshuffled (a 128x128 crop of a 514x1030 frame touches about a quarter of the blocks);
+ * the other encodings are decoded whole into scratch. Invalid pixels are -1 so the loss can skip them. */
 #include "aptomo/frame.h"
 
 #include <math.h>
@@ -54,13 +54,13 @@ int apt_frame_decode(const apt_pixels *px, void *dst, size_t cap, apt_error *err
     return apt_err(err, APT_ENOTSUP, "unknown encoding %d", (int)px->enc);
 }
 
-/* Copy the crop rows out of a run of elements that starts at frame element `base`. */
+/* Convert the crop to float: rows of `src` are `stride` elements apart, starting at frame element `base`. */
 #define CROP_LOOP(T, maxv)                                                                                    \
     do {                                                                                                      \
         const T *s = (const T *)src;                                                                          \
         for (uint32_t r = 0; r < c->n; r++) {                                                                 \
             size_t at = (size_t)(c->r0 + r) * px->width + c->c0;                                              \
-            const T *row = s + (at - base);                                                                   \
+            const T *row = s + (stride ? (size_t)r * stride : at - base);                                     \
             const uint32_t *mrow = mask ? mask + at : NULL;                                                   \
             float *d = dst + (size_t)r * c->n;                                                                \
             for (uint32_t k = 0; k < c->n; k++)                                                               \
@@ -76,9 +76,7 @@ int apt_frame_decode_crop(const apt_pixels *px, const apt_crop *c, const uint32_
     if (c->n == 0 || c->r0 + c->n > px->height || c->c0 + c->n > px->width)
         return apt_err(err, APT_ERANGE, "crop (%u,%u)+%u outside %ux%u frame", c->r0, c->c0, c->n, px->width,
                        px->height);
-    size_t first = (size_t)c->r0 * px->width + c->c0;
-    size_t count = (size_t)(c->n - 1) * px->width + c->n;
-    size_t base;
+    size_t base = 0, stride = 0; /* stride 0: src is the frame itself, indexed from element base */
     const uint8_t *src;
     int rc;
     if (px->enc == APT_ENC_NONE) {
@@ -86,14 +84,15 @@ int apt_frame_decode_crop(const apt_pixels *px, const apt_crop *c, const uint32_
             return apt_err(err, APT_EPROTO, "raw frame has %zu bytes, expected %zu", px->blob_len,
                            elem_count(px) * px->elem_size);
         src = px->blob;
-        base = 0;
     } else if (px->enc == APT_ENC_BSLZ4) {
-        if ((rc = apt_bytes_reserve(scratch, count * px->elem_size, err)))
+        /* only the blocks under the window are decompressed, only its 8-element groups unshuffled */
+        if ((rc = apt_bytes_reserve(scratch, (size_t)c->n * c->n * px->elem_size, err)))
             return rc;
-        if ((rc = apt_bslz4_decode_range(px->blob, px->blob_len, px->elem_size, first, count, scratch->data, err)))
+        if ((rc = apt_bslz4_decode_crop(px->blob, px->blob_len, px->elem_size, px->width, c->c0, c->r0, c->n, c->n,
+                                        scratch->data, err)))
             return rc;
         src = scratch->data;
-        base = first;
+        stride = c->n;
     } else {
         size_t raw = elem_count(px) * px->elem_size;
         if ((rc = apt_bytes_reserve(scratch, raw, err)))
@@ -101,7 +100,6 @@ int apt_frame_decode_crop(const apt_pixels *px, const apt_crop *c, const uint32_
         if ((rc = apt_frame_decode(px, scratch->data, raw, err)))
             return rc;
         src = scratch->data;
-        base = 0;
     }
     if (px->elem_size == 1)
         CROP_LOOP(uint8_t, 0xFFu);

@@ -146,12 +146,13 @@ int apt_h5lz4_decode(const void *blob, size_t len, void *dst, size_t dst_cap, si
         uint32_t clen = rd_be32(p);
         p += 4;
         if (clen > (size_t)(end - p))
-            return apt_err(err, APT_EPROTO, "h5lz4: block %zu length %u exceeds the %zu bytes left", bi, clen,
-                           (size_t)(end - p));
+            return apt_err(err, APT_EPROTO, "h5lz4: blob truncated or corrupt: block %zu length %u exceeds the %zu "
+                           "bytes left", bi, clen, (size_t)(end - p));
         if (clen == bs) {
             memcpy(out + done, p, bs);
         } else {
-            int got = clen > INT_MAX ? -1 : LZ4_decompress_safe((const char *)p, (char *)out + done, (int)clen, (int)bs);
+            int got = clen > INT_MAX ? -1
+                                     : LZ4_decompress_safe((const char *)p, (char *)out + done, (int)clen, (int)bs);
             if (got < 0 || (size_t)got != bs)
                 return apt_err(err, APT_EPROTO, "h5lz4: block %zu (%u bytes at offset %zu) does not decompress to "
                                "%zu bytes", bi, clen, (size_t)(p - 4 - (const uint8_t *)blob), bs);

@@ -6,7 +6,7 @@
 #include "aptomo/stream.h"
 
 #define APT_STREAM_MAX_DIM 65536u       /* width and height are in [1, 65536] */
-#define APT_STREAM_MAX_JSON (1u << 20)  /* largest JSON part/user_data we parse, bytes */
+#define APT_STREAM_MAX_JSON (16u << 20) /* largest JSON part / text user_data we parse, bytes */
 #define APT_STREAM_MAX_NODES (1u << 20) /* largest v2 message, in CBOR items */
 #define APT_STREAM_MAX_JSON_DEPTH 12    /* user_json nesting the v2 encoder accepts (fits the CBOR depth limit) */
 

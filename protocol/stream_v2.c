@@ -57,6 +57,10 @@ static int copy_name(const v2 *s, long i, char *dst, const char *what)
         return apt_err(s->err, APT_EPROTO, "v2: %s is a %s, not text", what, apt_cbor_type_name(nd));
     if (nd->u >= APT_NAME_LEN || memchr(nd->ptr, 0, nd->u))
         return apt_err(s->err, APT_ERANGE, "v2: %s is longer than %d bytes or holds NUL", what, APT_NAME_LEN - 1);
+    json_t *utf8 = json_stringn((const char *)nd->ptr, (size_t)nd->u); /* jansson validates UTF-8 */
+    if (!utf8)
+        return apt_err(s->err, APT_EPROTO, "v2: %s is not valid UTF-8", what);
+    json_decref(utf8);
     memcpy(dst, nd->ptr, nd->u);
     dst[nd->u] = '\0';
     return APT_OK;
@@ -237,9 +241,10 @@ static int parse_user_data(const v2 *s, size_t root)
     apt_stream_msg *m = s->m;
     const apt_cbor_node *nd = N(s, i);
     if (nd->type == APT_CB_TEXT) { /* JSON sent as text passes through untouched (borrowed) */
-        json_t *j = nd->u <= APT_STREAM_MAX_JSON ? json_loadb((const char *)nd->ptr, (size_t)nd->u, JSON_DECODE_ANY,
-                                                              NULL)
-                                                 : NULL;
+        if (nd->u > APT_STREAM_MAX_JSON)
+            return apt_err(s->err, APT_ERANGE, "v2: \"user_data\" text of %llu bytes exceeds %u",
+                           (unsigned long long)nd->u, APT_STREAM_MAX_JSON);
+        json_t *j = json_loadb((const char *)nd->ptr, (size_t)nd->u, JSON_DECODE_ANY, NULL);
         if (j) {
             json_decref(j);
             m->user_json = (const char *)nd->ptr;

@@ -49,7 +49,7 @@ class Daemon:
             "results.status_period_s=0.2",
         ]
         cmd = [APTOMOD, "--config", os.path.join(SRC, "configs", "aptomod.yaml")]
-        for s in base + [x.format(meta=self.meta) for x in sets]:
+        for s in base + [x.format(meta=self.meta, det=self.det) for x in sets]:
             cmd += ["--set", s]
         self.log_path = os.path.join(workdir, log_name)
         self.log = open(self.log_path, "w")

@@ -320,6 +320,9 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
+    /* The independent LZ4 reader is Debian's serial plugin. Searching other plugin folders (python3-bitshuffle's
+       is built against libhdf5_openmpi) would dlopen a second HDF5 + MPI into this process. */
+    setenv("HDF5_PLUGIN_PATH", "/usr/lib/x86_64-linux-gnu/hdf5/serial/plugins", 1);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     for (size_t si = 0; si < NSERIES; si++)
         write_series(dir, si);

@@ -10,6 +10,20 @@
 
 #define CODEC_MAX_FILE ((size_t)1 << 31) /* input and output bound: 2 GiB */
 
+typedef struct codec_args {
+    int enc;                         /* encode (1) or decode (0) */
+    const char *codec, *in_path, *out_path, *isa, *crop;
+    uint64_t elem, count, first, rcount, block, width;
+    int has_elem, has_count, has_range;
+    uint64_t cx, cy, cw, ch;         /* --crop X0,Y0,W,H */
+} codec_args;
+
+/* What a codec run produced: the output bytes, or a library error (malformed input) or a tool failure. */
+typedef struct codec_out {
+    uint8_t *buf;
+    size_t len;
+} codec_out;
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -26,232 +40,232 @@ static void usage(FILE *f)
             "  --isa caps the bit-transpose kernels (default: the best this CPU has).\n");
 }
 
-static int parse_u64(const char *opt, const char *v, uint64_t *out)
+static int opt_u64(const char *opt, const char *v, uint64_t *out, int *seen)
 {
     if (!v || cli_parse_u64(v, out)) {
         fprintf(stderr, "aptomo codec: %s needs a non-negative integer, got '%s'\n", opt, v ? v : "");
         return -1;
     }
+    if (seen)
+        *seen = 1;
     return 0;
 }
 
-static int write_out(const char *path, const void *data, size_t len)
+/* Returns CLI_OK, CLI_USAGE, or -1 after printing --help. */
+static int parse_args(int argc, char **argv, codec_args *a)
 {
-    return cli_write_file(path, data, len) ? CLI_FAIL : CLI_OK;
-}
-
-int cmd_codec(int argc, char **argv)
-{
-    const char *pos[3] = {0}, *codec = NULL, *isa = NULL, *crop = NULL;
-    uint64_t elem = 0, count = 0, first = 0, rcount = 0, block = 0, width = 0;
-    int npos = 0, has_elem = 0, has_count = 0, has_first = 0, has_rcount = 0;
+    const char *pos[3] = {0};
+    int npos = 0, has_first = 0, has_rcount = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
             usage(stdout);
-            return CLI_OK;
-        } else if (!strcmp(a, "--codec") && v) {
-            codec = v, i++;
-        } else if (!strcmp(a, "--isa") && v) {
-            isa = v, i++;
-        } else if (!strcmp(a, "--crop") && v) {
-            crop = v, i++;
-        } else if (!strcmp(a, "--elem-size")) {
-            bad = parse_u64(a, v, &elem), has_elem = 1, i++;
-        } else if (!strcmp(a, "--count")) {
-            bad = parse_u64(a, v, &count), has_count = 1, i++;
-        } else if (!strcmp(a, "--first")) {
-            bad = parse_u64(a, v, &first), has_first = 1, i++;
-        } else if (!strcmp(a, "--range-count")) {
-            bad = parse_u64(a, v, &rcount), has_rcount = 1, i++;
-        } else if (!strcmp(a, "--block-bytes")) {
-            bad = parse_u64(a, v, &block), i++;
-        } else if (!strcmp(a, "--width")) {
-            bad = parse_u64(a, v, &width), i++;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "aptomo codec: unknown option or missing value: %s\n", a);
-            bad = 1;
-        } else if (npos < 3) {
-            pos[npos++] = a;
-        } else {
-            fprintf(stderr, "aptomo codec: unexpected argument '%s'\n", a);
-            bad = 1;
+            return -1;
         }
+        if (!strcmp(o, "--codec") && v)
+            a->codec = v, i++;
+        else if (!strcmp(o, "--isa") && v)
+            a->isa = v, i++;
+        else if (!strcmp(o, "--crop") && v)
+            a->crop = v, i++;
+        else if (!strcmp(o, "--elem-size"))
+            bad = opt_u64(o, v, &a->elem, &a->has_elem), i++;
+        else if (!strcmp(o, "--count"))
+            bad = opt_u64(o, v, &a->count, &a->has_count), i++;
+        else if (!strcmp(o, "--first"))
+            bad = opt_u64(o, v, &a->first, &has_first), i++;
+        else if (!strcmp(o, "--range-count"))
+            bad = opt_u64(o, v, &a->rcount, &has_rcount), i++;
+        else if (!strcmp(o, "--block-bytes"))
+            bad = opt_u64(o, v, &a->block, NULL), i++;
+        else if (!strcmp(o, "--width"))
+            bad = opt_u64(o, v, &a->width, NULL), i++;
+        else if (o[0] == '-' && o[1])
+            fprintf(stderr, "aptomo codec: unknown option or missing value: %s\n", o), bad = 1;
+        else if (npos < 3)
+            pos[npos++] = o;
+        else
+            fprintf(stderr, "aptomo codec: unexpected argument '%s'\n", o), bad = 1;
         if (bad) {
             usage(stderr);
             return CLI_USAGE;
         }
     }
-    int enc = pos[0] && !strcmp(pos[0], "encode"), dec = pos[0] && !strcmp(pos[0], "decode");
-    if (npos != 3 || (!enc && !dec) || !codec) {
+    a->enc = pos[0] && !strcmp(pos[0], "encode");
+    if (npos != 3 || (!a->enc && strcmp(pos[0], "decode")) || !a->codec) {
         fprintf(stderr, "aptomo codec: need encode|decode, --codec and IN OUT\n");
         usage(stderr);
         return CLI_USAGE;
     }
-    if (!has_elem)
-        elem = 1; /* bytes are fine for lz4/h5lz4; the bit codecs must be told (below) */
-    if ((!has_elem && (!strcmp(codec, "bslz4") || !strncmp(codec, "bit", 3))) || elem == 0 ||
-        elem > APT_BSHUF_MAX_ELEM) {
-        fprintf(stderr, "aptomo codec: --elem-size must be 1..%u for codec %s\n", APT_BSHUF_MAX_ELEM, codec);
+    a->in_path = pos[1], a->out_path = pos[2];
+    int bitwise = !strcmp(a->codec, "bslz4") || !strncmp(a->codec, "bit", 3);
+    if (!a->has_elem)
+        a->elem = 1; /* bytes are fine for lz4/h5lz4; the bit codecs must be told */
+    if ((bitwise && !a->has_elem) || a->elem == 0 || a->elem > APT_BSHUF_MAX_ELEM) {
+        fprintf(stderr, "aptomo codec: --elem-size must be 1..%u for codec %s\n", APT_BSHUF_MAX_ELEM, a->codec);
         return CLI_USAGE;
     }
-    if (has_first != has_rcount || (has_first && crop)) {
+    a->has_range = has_first;
+    if (has_first != has_rcount || (has_first && a->crop)) {
         fprintf(stderr, "aptomo codec: --first and --range-count go together (and not with --crop)\n");
         return CLI_USAGE;
     }
-    uint64_t cx = 0, cy = 0, cw = 0, ch = 0;
-    if (crop) {
+    if (a->crop) {
         unsigned long long v[4];
         char tail;
-        if (sscanf(crop, "%llu,%llu,%llu,%llu%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 || !width) {
-            fprintf(stderr, "aptomo codec: --crop wants X0,Y0,W,H and --width the frame width, got '%s'\n", crop);
+        if (sscanf(a->crop, "%llu,%llu,%llu,%llu%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 || !a->width ||
+            v[2] > CODEC_MAX_FILE || v[3] > CODEC_MAX_FILE || v[2] * v[3] > CODEC_MAX_FILE / a->elem) {
+            fprintf(stderr, "aptomo codec: --crop wants X0,Y0,W,H (at most %zu bytes) and --width the frame "
+                    "width, got '%s'\n", CODEC_MAX_FILE, a->crop);
             return CLI_USAGE;
         }
-        cx = v[0], cy = v[1], cw = v[2], ch = v[3];
+        a->cx = v[0], a->cy = v[1], a->cw = v[2], a->ch = v[3];
     }
-    if (isa) {
-        int lvl = !strcmp(isa, "scalar") ? APT_BSHUF_SCALAR : !strcmp(isa, "sse2") ? APT_BSHUF_SSE2
-                                                              : !strcmp(isa, "avx2") ? APT_BSHUF_AVX2 : -2;
+    if (a->isa) {
+        int lvl = !strcmp(a->isa, "scalar") ? APT_BSHUF_SCALAR : !strcmp(a->isa, "sse2") ? APT_BSHUF_SSE2
+                                                                : !strcmp(a->isa, "avx2") ? APT_BSHUF_AVX2 : -2;
         if (lvl == -2) {
-            fprintf(stderr, "aptomo codec: --isa is scalar, sse2 or avx2, got '%s'\n", isa);
+            fprintf(stderr, "aptomo codec: --isa is scalar, sse2 or avx2, got '%s'\n", a->isa);
             return CLI_USAGE;
         }
         if (apt_bshuf_set_isa(lvl) != lvl)
-            fprintf(stderr, "aptomo codec: %s not available here, using level %d\n", isa, apt_bshuf_isa());
+            fprintf(stderr, "aptomo codec: %s not available here, using level %d\n", a->isa, apt_bshuf_isa());
     }
+    return CLI_OK;
+}
 
-    const char *in_path = pos[1], *out_path = pos[2];
-    size_t len = 0, out_len = 0;
-    uint8_t *in = cli_read_file(in_path, CODEC_MAX_FILE, &len), *out = NULL;
+/* Output buffer of len bytes (bounded by the caller); NULL only when out of memory. */
+static int alloc_out(codec_out *o, size_t len)
+{
+    o->len = len;
+    o->buf = malloc(len ? len : 1);
+    return o->buf ? 0 : -1;
+}
+
+static int run_bits(const codec_args *a, const uint8_t *in, size_t len, codec_out *o, apt_error *err)
+{
+    size_t es = (size_t)a->elem;
+    if (a->block % es || (a->block / es) % 8)
+        return apt_err(err, APT_EINVAL, "--block-bytes %llu is not a multiple of 8 elements",
+                       (unsigned long long)a->block);
+    if (alloc_out(o, len))
+        return APT_ENOMEM;
+    if (a->enc && !strcmp(a->codec, "bitshuffle"))
+        return apt_bitshuffle(in, o->buf, len / es, es, (size_t)a->block / es, err);
+    return apt_bitunshuffle(in, o->buf, len / es, es, (size_t)a->block / es, err);
+}
+
+static int run_bslz4(const codec_args *a, const uint8_t *in, size_t len, codec_out *o, apt_error *err)
+{
+    size_t es = (size_t)a->elem;
+    if (a->enc) {
+        size_t cap = apt_bslz4_bound(len / es, es);
+        if (!cap || alloc_out(o, cap))
+            return APT_ENOMEM;
+        return apt_bslz4_encode(in, len / es, es, o->buf, cap, &o->len, err);
+    }
+    uint64_t raw;
+    int rc = apt_bslz4_header(in, len, es, &raw, NULL, err);
+    if (rc)
+        return rc;
+    if (a->has_range) {
+        if (a->first > raw / es || a->rcount > raw / es - a->first)
+            return apt_err(err, APT_ERANGE, "range [%llu, +%llu) outside its %llu elements",
+                           (unsigned long long)a->first, (unsigned long long)a->rcount,
+                           (unsigned long long)(raw / es));
+        if (alloc_out(o, (size_t)a->rcount * es))
+            return APT_ENOMEM;
+        return apt_bslz4_decode_range(in, len, es, (size_t)a->first, (size_t)a->rcount, o->buf, err);
+    }
+    if (a->crop) {
+        if (alloc_out(o, (size_t)(a->cw * a->ch) * es))
+            return APT_ENOMEM;
+        return apt_bslz4_decode_crop(in, len, es, (size_t)a->width, (size_t)a->cx, (size_t)a->cy, (size_t)a->cw,
+                                     (size_t)a->ch, o->buf, err);
+    }
+    if (raw > CODEC_MAX_FILE)
+        return apt_err(err, APT_ERANGE, "header raw size %llu exceeds this tool's %zu-byte limit",
+                       (unsigned long long)raw, CODEC_MAX_FILE);
+    if (alloc_out(o, (size_t)raw))
+        return APT_ENOMEM;
+    return apt_bslz4_decode(in, len, es, o->buf, o->len, err);
+}
+
+static int run_h5lz4(const codec_args *a, const uint8_t *in, size_t len, codec_out *o, apt_error *err)
+{
+    if (a->enc) {
+        size_t cap = apt_h5lz4_bound(len, (size_t)a->block);
+        if (!cap || alloc_out(o, cap))
+            return APT_ENOMEM;
+        return apt_h5lz4_encode(in, len, (size_t)a->block, o->buf, cap, &o->len, err);
+    }
+    uint64_t raw;
+    int rc = apt_h5lz4_header(in, len, &raw, NULL, err);
+    if (rc)
+        return rc;
+    if (raw > CODEC_MAX_FILE)
+        return apt_err(err, APT_ERANGE, "header raw size %llu exceeds this tool's %zu-byte limit",
+                       (unsigned long long)raw, CODEC_MAX_FILE);
+    if (alloc_out(o, (size_t)raw))
+        return APT_ENOMEM;
+    return apt_h5lz4_decode(in, len, o->buf, o->len, &o->len, err);
+}
+
+static int run_lz4(const codec_args *a, const uint8_t *in, size_t len, codec_out *o, apt_error *err)
+{
+    if (a->enc) {
+        size_t cap = apt_lz4_bound(len);
+        if (!cap || alloc_out(o, cap))
+            return APT_ENOMEM;
+        return apt_lz4_encode_raw(in, len, o->buf, cap, &o->len, err);
+    }
+    if (!a->has_count || a->count > CODEC_MAX_FILE / a->elem)
+        return apt_err(err, APT_EINVAL, "lz4 decode needs --count N elements (at most %zu bytes)", CODEC_MAX_FILE);
+    if (alloc_out(o, (size_t)a->count * (size_t)a->elem))
+        return APT_ENOMEM;
+    return apt_lz4_decode_raw(in, len, o->buf, o->len, err);
+}
+
+int cmd_codec(int argc, char **argv)
+{
+    codec_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    int (*run)(const codec_args *, const uint8_t *, size_t, codec_out *, apt_error *) =
+        !strcmp(a.codec, "bslz4") ? run_bslz4 : !strcmp(a.codec, "h5lz4") ? run_h5lz4
+        : !strcmp(a.codec, "lz4") ? run_lz4 : !strcmp(a.codec, "bitshuffle") || !strcmp(a.codec, "bitunshuffle")
+        ? run_bits : NULL;
+    if (!run) {
+        fprintf(stderr, "aptomo codec: unknown codec '%s' (bslz4, h5lz4, lz4, bitshuffle, bitunshuffle)\n", a.codec);
+        return CLI_USAGE;
+    }
+    size_t len = 0;
+    uint8_t *in = cli_read_file(a.in_path, CODEC_MAX_FILE, &len);
     if (!in)
         return CLI_USAGE;
+    /* plain element files must hold whole elements (bslz4/bit codecs; lz4 and h5lz4 work on bytes) */
+    int plain = (a.enc && strcmp(a.codec, "bitunshuffle")) || !strncmp(a.codec, "bit", 3);
+    if (plain && len % a.elem) {
+        fprintf(stderr, "%s: %zu bytes are not whole %llu-byte elements\n", a.in_path, len,
+                (unsigned long long)a.elem);
+        free(in);
+        return CLI_USAGE;
+    }
     apt_error err = {0};
-    int rc = CLI_OK, lib = APT_OK;
-    const size_t es = (size_t)elem;
-    const int plain_in = enc && strcmp(codec, "bitunshuffle");
-    if ((plain_in || !strncmp(codec, "bit", 3)) && len % es) {
-        fprintf(stderr, "%s: %zu bytes are not whole %zu-byte elements\n", in_path, len, es);
-        rc = CLI_USAGE;
-        goto done;
-    }
-
-    if (!strcmp(codec, "bitshuffle") || !strcmp(codec, "bitunshuffle")) {
-        if (block % es || (block / es) % 8) {
-            fprintf(stderr, "aptomo codec: --block-bytes %llu is not a multiple of 8 elements\n",
-                    (unsigned long long)block);
-            rc = CLI_USAGE;
-            goto done;
-        }
-        out = malloc(len ? len : 1);
-        if (!out)
-            goto nomem;
-        if (enc && !strcmp(codec, "bitshuffle"))
-            lib = apt_bitshuffle(in, out, len / es, es, block / es, &err);
-        else
-            lib = apt_bitunshuffle(in, out, len / es, es, block / es, &err);
-        out_len = len;
-        if (lib)
-            rc = CLI_USAGE;
-    } else if (!strcmp(codec, "bslz4") && enc) {
-        size_t cap = apt_bslz4_bound(len / es, es);
-        if (!cap || !(out = malloc(cap)))
-            goto nomem;
-        if ((lib = apt_bslz4_encode(in, len / es, es, out, cap, &out_len, &err)))
-            rc = CLI_FAIL;
-    } else if (!strcmp(codec, "bslz4")) {
-        uint64_t raw;
-        if ((lib = apt_bslz4_header(in, len, es, &raw, NULL, &err))) {
-            rc = CLI_USAGE;
-        } else if (has_first) {
-            if (first > raw / es || rcount > raw / es - first) {
-                fprintf(stderr, "%s: range [%llu, +%llu) outside its %llu elements\n", in_path,
-                        (unsigned long long)first, (unsigned long long)rcount, (unsigned long long)(raw / es));
-                rc = CLI_USAGE;
-                goto done;
-            }
-            out_len = (size_t)rcount * es;
-            if (!(out = malloc(out_len ? out_len : 1)))
-                goto nomem;
-            if ((lib = apt_bslz4_decode_range(in, len, es, first, rcount, out, &err)))
-                rc = CLI_USAGE;
-        } else if (crop) {
-            if (cw > CODEC_MAX_FILE || ch > CODEC_MAX_FILE || cw * ch > CODEC_MAX_FILE / es) {
-                fprintf(stderr, "aptomo codec: crop %llux%llu too large\n", (unsigned long long)cw,
-                        (unsigned long long)ch);
-                rc = CLI_USAGE;
-                goto done;
-            }
-            out_len = (size_t)(cw * ch) * es;
-            if (!(out = malloc(out_len ? out_len : 1)))
-                goto nomem;
-            if ((lib = apt_bslz4_decode_crop(in, len, es, width, cx, cy, cw, ch, out, &err)))
-                rc = CLI_USAGE;
-        } else {
-            if (raw > CODEC_MAX_FILE) {
-                fprintf(stderr, "%s: header raw size %llu exceeds this tool's %zu-byte limit\n", in_path,
-                        (unsigned long long)raw, CODEC_MAX_FILE);
-                rc = CLI_USAGE;
-                goto done;
-            }
-            out_len = (size_t)raw;
-            if (!(out = malloc(out_len ? out_len : 1)))
-                goto nomem;
-            if ((lib = apt_bslz4_decode(in, len, es, out, out_len, &err)))
-                rc = CLI_USAGE;
-        }
-    } else if (!strcmp(codec, "h5lz4") && enc) {
-        size_t cap = apt_h5lz4_bound(len, block);
-        if (!cap || !(out = malloc(cap)))
-            goto nomem;
-        if ((lib = apt_h5lz4_encode(in, len, block, out, cap, &out_len, &err)))
-            rc = CLI_FAIL;
-    } else if (!strcmp(codec, "h5lz4")) {
-        uint64_t raw;
-        if ((lib = apt_h5lz4_header(in, len, &raw, NULL, &err))) {
-            rc = CLI_USAGE;
-        } else if (raw > CODEC_MAX_FILE) {
-            fprintf(stderr, "%s: header raw size %llu exceeds this tool's %zu-byte limit\n", in_path,
-                    (unsigned long long)raw, CODEC_MAX_FILE);
-            rc = CLI_USAGE;
-        } else if (!(out = malloc(raw ? (size_t)raw : 1))) {
-            goto nomem;
-        } else if ((lib = apt_h5lz4_decode(in, len, out, (size_t)raw, &out_len, &err))) {
-            rc = CLI_USAGE;
-        }
-    } else if (!strcmp(codec, "lz4") && enc) {
-        size_t cap = apt_lz4_bound(len);
-        if (!cap || !(out = malloc(cap)))
-            goto nomem;
-        if ((lib = apt_lz4_encode_raw(in, len, out, cap, &out_len, &err)))
-            rc = CLI_FAIL;
-    } else if (!strcmp(codec, "lz4")) {
-        if (!has_count || count > CODEC_MAX_FILE / es) {
-            fprintf(stderr, "aptomo codec: lz4 decode needs --count N elements (at most %zu bytes)\n",
-                    CODEC_MAX_FILE);
-            rc = CLI_USAGE;
-            goto done;
-        }
-        out_len = (size_t)count * es;
-        if (!(out = malloc(out_len ? out_len : 1)))
-            goto nomem;
-        if ((lib = apt_lz4_decode_raw(in, len, out, out_len, &err)))
-            rc = CLI_USAGE;
+    codec_out out = {0};
+    int lib = run(&a, in, len, &out, &err);
+    if (lib == APT_ENOMEM) {
+        fprintf(stderr, "aptomo codec: out of memory %s\n", err.msg);
+        rc = CLI_FAIL;
+    } else if (lib) { /* the input (or its options) is at fault: name the file and the field */
+        fprintf(stderr, "%s: %s\n", a.in_path, err.msg);
+        rc = a.enc && lib != APT_EINVAL ? CLI_FAIL : CLI_USAGE;
     } else {
-        fprintf(stderr, "aptomo codec: unknown codec '%s' (bslz4, h5lz4, lz4, bitshuffle, bitunshuffle)\n", codec);
-        rc = CLI_USAGE;
-        goto done;
+        rc = cli_write_file(a.out_path, out.buf, out.len) ? CLI_FAIL : CLI_OK;
     }
-    if (lib)
-        fprintf(stderr, "%s: %s\n", in_path, err.msg);
-    else if (rc == CLI_OK)
-        rc = write_out(out_path, out, out_len);
-    goto done;
-nomem:
-    fprintf(stderr, "aptomo codec: out of memory\n");
-    rc = CLI_FAIL;
-done:
     free(in);
-    free(out);
+    free(out.buf);
     return rc;
 }

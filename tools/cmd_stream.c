@@ -79,6 +79,8 @@ static json_t *summary(const apt_stream_msg *m)
     static const char *types[] = {"none", "start", "image", "end"}, *details[] = {"none", "basic", "all"};
     json_t *o = json_pack("{s:i, s:s, s:I, s:s}", "version", m->version, "type", types[m->type], "series_id",
                           (json_int_t)m->series_id, "series_unique_id", m->series_unique_id);
+    if (!o)
+        return NULL;
     if (m->type == APT_MSG_START) {
         const apt_detector_config *c = &m->config;
         if (m->version == 1)
@@ -106,7 +108,8 @@ static json_t *summary(const apt_stream_msg *m)
             json_array_append_new(ch, pixels_json(&m->chan[k]));
         json_object_set_new(o, "chan", ch);
     }
-    json_object_set_new(o, "user_json", m->user_json ? json_stringn(m->user_json, m->user_json_len) : json_null());
+    json_t *u = m->user_json ? json_stringn(m->user_json, m->user_json_len) : NULL; /* NULL too if not UTF-8 */
+    json_object_set_new(o, "user_json", u ? u : json_null());
     return o;
 }
 
@@ -157,10 +160,12 @@ static int dump(int argc, char **argv)
     } else {
         json_t *o = summary(&m);
         char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        if (s)
+        if (s) {
             printf("%s\n", s);
-        else
+        } else {
+            fprintf(stderr, "aptomo stream: %s: decoded, but the summary could not be formatted as JSON\n", path);
             status = CLI_FAIL;
+        }
         free(s);
         json_decref(o);
     }

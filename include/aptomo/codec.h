@@ -43,7 +43,9 @@ int apt_bslz4_encode(const void *src, size_t n, size_t elem_size, void *dst, siz
  * per block plus the raw tail (so an absurd size fails here, with APT_ERANGE, before anyone allocates for it). */
 int apt_bslz4_header(const void *blob, size_t len, size_t elem_size, uint64_t *raw_bytes, uint32_t *block_bytes,
                      apt_error *err);
-/* Decode a whole bslz4 blob into dst (dst_cap bytes must hold the header's raw size exactly or more). */
+/* Decode a whole bslz4 blob into dst (dst_cap bytes must hold the header's raw size exactly or more). Bytes after
+ * the raw tail are an error. Decoders use stack scratch for blocks up to 16 KiB (every default block of elements up
+ * to 128 bytes, so every Eiger blob) and allocate one only for larger blocks. */
 int apt_bslz4_decode(const void *blob, size_t len, size_t elem_size, void *dst, size_t dst_cap, apt_error *err);
 /* Decode only the elements [first, first + count) into dst (count * elem_size bytes): only blocks that overlap the
  * range are decompressed; earlier blocks are skipped by their length prefix. Used to crop frames cheaply. */

@@ -47,7 +47,20 @@ void apt_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    size_t len = strlen(line);
-    line[len++] = '\n';
-    fwrite(line, 1, len, stderr);
+    /* Messages quote what peers sent: escape control and non-ASCII bytes so a log line stays one clean line. */
+    char out[sizeof line * 4 + 2];
+    size_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)line; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f) {
+            out[len++] = (char)*p;
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            out[len++] = '\\';
+            out[len++] = 'x';
+            out[len++] = hex[*p >> 4];
+            out[len++] = hex[*p & 15];
+        }
+    }
+    out[len++] = '\n';
+    fwrite(out, 1, len, stderr);
 }

@@ -232,7 +232,7 @@ static int make_chunk(apt_spool *sp, apt_encoding enc, const uint8_t *blob, size
         return APT_OK;
     }
     if (sp->pipe == APT_H5PIPE_LZ4 && enc == APT_ENC_LZ4 && len != fb) {
-        /* One block as large as the frame; a block as long as its raw size would read as stored-raw, hence len != fb. */
+        /* One block as large as the frame. A block as long as its raw size reads as stored-raw: hence len != fb. */
         if ((rc = apt_bytes_reserve(&sp->chunk, len + 16, err)))
             return rc;
         put_be(sp->chunk.data, fb, 8);
