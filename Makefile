@@ -4,7 +4,10 @@ BUILD  ?= build
 ASAN   ?= build-asan
 CUDA   ?= AUTO
 
-.PHONY: all deps build asan test test-fast test-asan demo bench install clean
+FUZZ   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build asan test test-fast test-asan demo bench fuzz install clean
 
 all: build
 
@@ -33,8 +36,17 @@ demo: build
 bench: build
 	$(BUILD)/tools/aptomo bench ingest
 
+# libFuzzer (clang): each decoder target for FUZZ_SECONDS, corpus under $(FUZZ)/corpus.
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DAPTOMO_FUZZ=ON -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF >/dev/null
+	cmake --build $(FUZZ) -j $(JOBS)
+	for t in fuzz_v1 fuzz_v2 fuzz_codec fuzz_scanmeta fuzz_config; do \
+	  mkdir -p $(FUZZ)/corpus/$$t; \
+	  $(FUZZ)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ)/corpus/$$t tests/data || exit 1; \
+	done
+
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -215,7 +215,7 @@ static int parse_u32(const char *opt, const char *v, uint32_t lo, uint32_t hi, u
 
 static int parse_args(int argc, char **argv, synth *s, const char **out)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -251,7 +251,6 @@ static int parse_args(int argc, char **argv, synth *s, const char **out)
             fprintf(stderr, "synth-scan: bad or missing value for %s%s%s\n", a, v ? ": " : "", v ? v : "");
             return -1;
         }
-        i++;
     }
     if (!*out) {
         fprintf(stderr, "synth-scan: -o SCAN.h5 is required\n");

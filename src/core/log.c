@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-static int log_level = APT_LOG_INFO;
+static _Atomic int log_level = APT_LOG_INFO; /* read by every thread, set by control */
 static int log_journal = -1;
 
 void apt_log_set_level(int level) { log_level = level; }
