@@ -1,5 +1,6 @@
 /* spoolq.c - the spool thread: every accepted frame, as received (no decode), into one HDF5 file per series under
- * storage.dir. One thread owns all HDF5 writes (the library is not thread-safe here). Frames of a series come
+ * storage.dir. One thread owns all HDF5 writes (HDF5 serialises calls behind one lock anyway; one writer keeps
+ * each file's state in one place). Frames of a series come
  * through the queue before its "series done" marker, so the file is closed only after its last frame. */
 #include <math.h>
 #include <stdlib.h>

@@ -10,32 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be.h"
+
 #define BSLZ4_MAX_BLOCK (1u << 20) /* largest block accepted from a header, in bytes */
 #define BSLZ4_STACK 16384u         /* block scratch on the stack up to this size (default blocks: 8 KiB) */
-
-static uint64_t rd_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t rd_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static void wr_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
-}
 
 static int check_elem(size_t elem_size, apt_error *err)
 {

@@ -8,31 +8,9 @@
 #include <lz4.h>
 #include <string.h>
 
+#include "be.h"
+
 #define H5LZ4_DEFAULT_BLOCK (1u << 30) /* the plugin's default: one block per chunk in practice */
-
-static uint64_t rd_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t rd_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static void wr_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
-}
 
 /* The block size the plugin would use (and write in the header) for raw bytes; 0 when it cannot be framed. */
 static size_t h5lz4_block(size_t raw, size_t block_bytes)

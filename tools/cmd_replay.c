@@ -131,6 +131,20 @@ static int load_blob(const replay_opts *o, apt_scanfile *sf, uint32_t idx, uint3
     return rc ? rc : encode_frame(o->enc, frame, n, elem, blob, err);
 }
 
+/* An image message of one channel ("threshold_1" in v2). */
+static void image_msg(apt_stream_msg *m, int protocol, uint64_t series, const char *uid, uint32_t j, apt_pixels px)
+{
+    apt_stream_msg_init(m);
+    m->version = protocol;
+    m->type = APT_MSG_IMAGE;
+    m->series_id = series;
+    snprintf(m->series_unique_id, sizeof m->series_unique_id, "%s", uid);
+    m->image_id = j;
+    m->pixels = px;
+    m->chan[0] = px;
+    m->n_chan = protocol == 2;
+}
+
 typedef struct series_sum {
     uint64_t series, frames, sent, dropped, duplicates, nopos;
     double angle;
@@ -216,15 +230,8 @@ static int replay_angle(const replay_opts *o, apt_scanfile *sf, void *sock, void
     for (uint32_t j = 0; prev_series && j < o->stale && j < J; j++) {
         if ((rc = load_blob(o, sf, idx, j, (size_t)H * W, elem, frame, &blob, err)))
             goto out;
-        apt_stream_msg_init(&m);
-        m.version = o->protocol;
-        m.type = APT_MSG_IMAGE;
-        m.series_id = prev_series;
-        snprintf(m.series_unique_id, sizeof m.series_unique_id, "%s", prev_uid);
-        m.image_id = j;
-        m.pixels = (apt_pixels){"threshold_1", W, H, elem, o->enc, blob.data, blob.len};
-        m.chan[0] = m.pixels;
-        m.n_chan = o->protocol == 2;
+        image_msg(&m, o->protocol, prev_series, prev_uid, j, (apt_pixels){"threshold_1", W, H, elem, o->enc,
+                                                                           blob.data, blob.len});
         if ((rc = send_msg(sock, o->protocol, &m, &parts, &buf, err)))
             goto out;
     }
@@ -237,15 +244,8 @@ static int replay_angle(const replay_opts *o, apt_scanfile *sf, void *sock, void
             goto out;
         char fuser[96];
         int with_pos = pos_frame && !(o->nopos > 0 && rng_uniform() < o->nopos);
-        apt_stream_msg_init(&m);
-        m.version = o->protocol;
-        m.type = APT_MSG_IMAGE;
-        m.series_id = series;
-        snprintf(m.series_unique_id, sizeof m.series_unique_id, "%s", uid);
-        m.image_id = j;
-        m.pixels = (apt_pixels){"threshold_1", W, H, elem, o->enc, blob.data, blob.len};
-        m.chan[0] = m.pixels;
-        m.n_chan = o->protocol == 2;
+        image_msg(&m, o->protocol, series, uid, j, (apt_pixels){"threshold_1", W, H, elem, o->enc, blob.data,
+                                                                 blob.len});
         if (with_pos) {
             snprintf(fuser, sizeof fuser, "{\"pos_m\":[%.17g,%.17g]}", pos[2 * j], pos[2 * j + 1]);
             m.user_json = fuser;
