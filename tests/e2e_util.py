@@ -47,6 +47,7 @@ class Daemon:
             f"control.endpoint=tcp://127.0.0.1:{self.ctl}",
             f"storage.dir={self.spool}",
             "results.status_period_s=0.2",
+            "physics.reconstruct=false",  # ingest tests stream synthetic frames; physics tests turn it on
         ]
         cmd = [APTOMOD, "--config", os.path.join(SRC, "configs", "aptomod.yaml")]
         for s in base + [x.format(meta=self.meta, det=self.det) for x in sets]:

@@ -48,6 +48,8 @@ static const apt_config_key keys[] = {
     I("physics.slices", "5", 1, 256, "multislice slices through the sample"),
     I("physics.modes", "12", 1, 64, "probe modes (mixed-state ptychography)"),
     I("physics.iterations", "2", 1, 1000, "per-angle reconstruction iterations (passes over the positions)"),
+    B("physics.reconstruct", "true", "reconstruct each angle (false: only count and report what arrives)"),
+    I("physics.batches", "16", 1, 4096, "spatially spread mini-batches per pass (LSQML-style grouping)"),
     U("physics.probe", "{}", "HDF5 file with /entry/probe/modes, or a mapping: the inline optics model below"),
     E("physics.probe.model", "zoneplate", "zoneplate|gaussian", "inline probe: zone-plate focus or Gaussian beam"),
     F("physics.probe.zp_diameter_m", "160e-6", 1e-6, 1e-2, 0, "zone-plate diameter (m)"),
@@ -60,6 +62,8 @@ static const apt_config_key keys[] = {
     I("tomo.n_star", "29", 1, 100000, "angles after which the refined volume is first published (N*)"),
     I("tomo.publish_every", "4", 1, 100000, "publish the volume again every this many angles after N*"),
     I("tomo.nz", "0", 0, 4096, "volume depth in voxels; 0 = auto (the projection width)"),
+    FL("tomo.grid", "[280, 128, 128]", 3, 3, 0, "[Z, Y, X] voxels of the sample grid the Approximant is built on"),
+    FL("tomo.voxel_size_m", "[14e-9, 28e-9, 28e-9]", 3, 3, 0, "[vz, vy, vx] voxel size of that grid (m)"),
 
     S("model.weights", "\"\"", 0, "U-net weights (.safetensors); \"\" = no network, publish the Approximant"),
 
