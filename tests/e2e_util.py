@@ -37,7 +37,7 @@ def run_cli(*args, check=True, timeout=300):
 class Daemon:
     """aptomod on loopback ports with the reference config plus --set overrides."""
 
-    def __init__(self, workdir, sets=(), log_name="aptomod.log"):
+    def __init__(self, workdir, sets=(), log_name="aptomod.log", config=None):
         self.det, self.res, self.ctl, self.meta = free_ports(4)
         self.workdir = workdir
         self.spool = os.path.join(workdir, "spool")
@@ -49,7 +49,7 @@ class Daemon:
             "results.status_period_s=0.2",
             "physics.reconstruct=false",  # ingest tests stream synthetic frames; physics tests turn it on
         ]
-        cmd = [APTOMOD, "--config", os.path.join(SRC, "configs", "aptomod.yaml")]
+        cmd = [APTOMOD, "--config", config or os.path.join(SRC, "configs", "aptomod.yaml")]
         for s in base + [x.format(meta=self.meta, det=self.det) for x in sets]:
             cmd += ["--set", s]
         self.log_path = os.path.join(workdir, log_name)
