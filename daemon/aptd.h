@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "aptomo/angle.h"
 #include "aptomo/error.h"
 
 #define APTD_MAX_ENDPOINTS 8
@@ -34,6 +35,10 @@ typedef struct aptd_settings {
     char storage_dir[1024];
     int spool_frames;
     int log_level;              /* APT_LOG_* */
+    /* physics: probe NULL = reconstruction off (angles are only reported) */
+    apt_angle_cfg angle;
+    float *probe;               /* [M, crop, crop] complex, owned by the settings */
+    char *config_yaml;          /* effective configuration, stored in result files; owned */
 } aptd_settings;
 
 typedef struct aptd_stats {
@@ -56,6 +61,7 @@ void aptd_settings_default(aptd_settings *s);
 struct apt_config;
 /* Fill settings from a loaded configuration (settings.c). */
 int aptd_settings_from_config(const struct apt_config *cfg, aptd_settings *s, apt_error *err);
+void aptd_settings_free(aptd_settings *s);
 /* Binds/connects every socket and starts the threads; returns once the daemon is ready to receive. */
 int aptd_start(const aptd_settings *s, aptd **out, apt_error *err);
 /* Runs the control loop (REP socket, timers, status) until *stop becomes non-zero or a shutdown request arrives.

@@ -9,7 +9,9 @@
 #include <zmq.h>
 
 #include "aptd.h"
+#include "aptomo/angle.h"
 #include "aptomo/frame.h"
+#include "aptomo/geometry.h"
 #include "aptomo/scanmeta.h"
 #include "aptomo/stream.h"
 #include "pool.h"
@@ -76,6 +78,16 @@ typedef struct aptd_pending_meta {
 } aptd_pending_meta;
 
 #define APTD_MAX_PENDING_META 64
+#define APTD_MAX_ANGLES 100000
+
+/* The reconstruction worker's own state (touched by that thread only). */
+typedef struct aptd_recon_state {
+    apt_angle_ctx *ctx;
+    apt_approx *approx;
+    float *volume;                    /* scratch for publishing */
+    double theta[APTD_MAX_ANGLES];
+    size_t n_theta;
+} aptd_recon_state;
 #define APTD_POOL_CACHE_BYTES ((size_t)2 << 30) /* patterns kept for reuse: about one large angle */
 
 struct aptd_rx {
@@ -94,6 +106,8 @@ struct aptd {
     int n_rx, n_decoders, have_meta, have_spool, spool_running, recon_running;
     aptd_queue *decode_q, *spool_q, *recon_q, *pub_q;
     aptd_pool *patterns;              /* crop*crop float buffers, recycled across angles */
+    aptd_recon_state rs;
+    atomic_int reset_requested;       /* control -> reconstruction worker */
     /* assembly state */
     pthread_mutex_t mu;
     aptd_series *current;
@@ -141,6 +155,7 @@ void aptd_spool_series_done(aptd *d, aptd_series *s);
 int aptd_recon_start(aptd *d, apt_error *err);
 void aptd_recon_stop(aptd *d);
 void aptd_angle_free(aptd *d, aptd_angle **a);
+void aptd_recon_free(aptd *d);
 /* publish.c */
 int aptd_publish_start(aptd *d, apt_error *err);
 void aptd_publish_stop(aptd *d);

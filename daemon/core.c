@@ -71,6 +71,7 @@ static void free_all(aptd *d)
     aptd_queue_destroy(&d->recon_q);
     aptd_queue_destroy(&d->pub_q);
     aptd_pool_destroy(&d->patterns);
+    aptd_recon_free(d);
     for (int i = 0; i < d->n_pending; i++)
         apt_scanmeta_clear(&d->pending[i].meta);
     if (d->zctx)
@@ -211,6 +212,7 @@ static void control_handle(aptd *d)
         reply = control_set(d, req, &why) ? fail(why) : json_pack("{s:b}", "ok", 1);
     } else if (!strcmp(cmd, "reset")) {
         atomic_store(&d->angles_done, 0);
+        atomic_store(&d->reset_requested, 1);
         atomic_store(&d->state, APTD_IDLE);
         apt_info("control: reset, a new tomographic scan starts");
         reply = json_pack("{s:b}", "ok", 1);

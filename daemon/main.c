@@ -93,6 +93,7 @@ int main(int argc, char **argv)
     aptd_settings s;
     if (aptd_settings_from_config(cfg, &s, &err) != APT_OK) {
         fprintf(stderr, "aptomod: %s: %s\n", config, err.msg);
+        aptd_settings_free(&s);
         apt_config_destroy(&cfg);
         return 2;
     }
@@ -102,8 +103,10 @@ int main(int argc, char **argv)
         free(yaml);
     }
     apt_config_destroy(&cfg);
-    if (print || check)
+    if (print || check) {
+        aptd_settings_free(&s);
         return 0;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
     if (aptd_start(&s, &d, &err) != APT_OK) {
         apt_error_log("start failed: %s", err.msg);
         sd_notifyf(0, "STATUS=start failed: %s", err.msg);
+        aptd_settings_free(&s);
         return 1;
     }
     watchdog w = {0, 0};
@@ -129,5 +133,6 @@ int main(int argc, char **argv)
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
     apt_info("draining");
     aptd_stop(&d);
+    aptd_settings_free(&s);
     return 0;
 }

@@ -1,13 +1,19 @@
-/* recon.c - complete angles -> reconstruction -> `angle` messages. A single worker takes angles in completion
- * order so the daemon's view of the tomogram grows one angle at a time, while ingest of the next angle goes on.
- * The per-angle physics (multislice ptychography, Approximant) plugs in here; until it is wired the worker reports
- * what arrived: frames used/dropped and the mean photon count of the used patterns. */
+/* recon.c - complete angles -> per-angle ptychography -> the Approximant -> `angle` and `approximant` messages and
+ * the result file. One worker takes angles in completion order, so the Approximant grows one angle at a time while
+ * ingest of the next angle goes on (apt_angle_reconstruct is multi-threaded inside). Same code as
+ * `aptomo approximant`. Without a probe (physics disabled) the worker only reports what arrived. */
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "aptd_int.h"
+#include "aptomo/angle.h"
+#include "aptomo/geometry.h"
 #include "aptomo/log.h"
+#include "aptomo/preview.h"
+#include "aptomo/volume.h"
 
 void aptd_angle_free(aptd *d, aptd_angle **ap)
 {
@@ -34,7 +40,7 @@ static double mean_counts(const aptd_angle *a)
     return a->n_frames ? sum / (double)a->n_frames : 0.0;
 }
 
-static void publish_angle(aptd *d, const aptd_angle *a, double seconds, double counts)
+static void publish_angle(aptd *d, const aptd_angle *a, const apt_angle_result *res, double seconds, double counts)
 {
     json_t *h = json_object();
     json_object_set_new(h, "series", json_integer((json_int_t)a->series_id));
@@ -52,7 +58,14 @@ static void publish_angle(aptd *d, const aptd_angle *a, double seconds, double c
     json_object_set_new(h, "completed_by", json_string(a->reason));
     json_object_set_new(h, "crop", json_integer(a->n));
     json_object_set_new(h, "mean_counts", json_real(counts));
-    json_object_set_new(h, "loss", json_array());
+    json_t *loss = json_array();
+    for (int i = 0; res && i < res->n_loss; i++)
+        json_array_append_new(loss, json_real(res->loss[i]));
+    json_object_set_new(h, "loss", loss);
+    if (res) {
+        json_object_set_new(h, "frames_outside", json_integer((json_int_t)res->frames_outside));
+        json_object_set_new(h, "stack", json_pack("[i,i,i]", res->sg.L, res->sg.Ny, res->sg.Nx));
+    }
     json_object_set_new(h, "seconds", json_real(seconds));
     json_object_set_new(h, "seconds_acquire", json_real(a->seconds_acquire));
     char *text = json_dumps(h, JSON_COMPACT);
@@ -62,20 +75,87 @@ static void publish_angle(aptd *d, const aptd_angle *a, double seconds, double c
     json_decref(h);
 }
 
+/* The current Approximant: PUB message (header + raw float32 LE) and the result file + preview under storage.dir.
+   The file is renamed into place, so a reader never sees half of it. */
+static void publish_approximant(aptd *d, aptd_recon_state *r)
+{
+    const apt_grid3 *g = apt_approx_grid(r->approx);
+    size_t n = (size_t)g->Z * g->Y * g->X;
+    apt_error err = {0};
+    if (apt_approx_get(r->approx, r->volume, &err)) {
+        apt_error_log("approximant: %s", err.msg);
+        return;
+    }
+    json_t *h = json_pack("{s:i,s:[i,i,i],s:[f,f,f],s:s,s:s}", "angles", apt_approx_angles(r->approx), "shape", g->Z,
+                          g->Y, g->X, "voxel_size_m", g->vz, g->vy, g->vx, "dtype", "float32", "order", "C");
+    char *text = json_dumps(h, JSON_COMPACT);
+    if (text)
+        aptd_publish(d, "approximant", text, r->volume, n * sizeof(float));
+    free(text);
+    json_decref(h);
+    apt_volume v = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, r->volume};
+    apt_result res = {NULL, &v, r->theta, r->n_theta, d->s.config_yaml, NULL, NULL, 0};
+    char path[1200], png[1200];
+    snprintf(path, sizeof path, "%s/approximant.h5", d->s.storage_dir);
+    snprintf(png, sizeof png, "%s/approximant.png", d->s.storage_dir);
+    if (apt_result_write(path, &res, &err))
+        apt_error_log("%s", err.msg);
+    const apt_volume *vols[1] = {&v};
+    const char *labels[1] = {"Approximant (delta)"};
+    char title[96];
+    snprintf(title, sizeof title, "aptomod live Approximant, %d angles", apt_approx_angles(r->approx));
+    if (apt_preview_write(png, vols, labels, 1, title, &err))
+        apt_warn("%s", err.msg);
+}
+
+static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
+{
+    double t0 = aptd_now(), counts = mean_counts(a);
+    if (atomic_exchange(&d->reset_requested, 0)) {
+        apt_approx_reset(r->approx);
+        r->n_theta = 0;
+        apt_info("Approximant reset: a new tomographic scan starts");
+    }
+    if (!a->has_angle) {
+        apt_warn("series %llu: no angle received (user data / scan metadata); not reconstructed",
+                 (unsigned long long)a->series_id);
+        publish_angle(d, a, NULL, aptd_now() - t0, counts);
+        return;
+    }
+    if (!r->ctx) { /* physics off: report what arrived */
+        atomic_fetch_add(&d->angles_done, 1);
+        publish_angle(d, a, NULL, aptd_now() - t0, counts);
+        return;
+    }
+    apt_angle_result res;
+    apt_error err = {0};
+    if (apt_angle_reconstruct(r->ctx, a->angle_deg, (const float *const *)a->frames, a->pos, a->n_frames, &res,
+                              &err) ||
+        apt_approx_add(r->approx, &res.sg, apt_angle_wavelength(r->ctx), res.object, res.weight, &err)) {
+        apt_error_log("series %llu (%.3f deg): %s", (unsigned long long)a->series_id, a->angle_deg, err.msg);
+        apt_angle_result_free(&res);
+        publish_angle(d, a, NULL, aptd_now() - t0, counts);
+        return;
+    }
+    if (r->n_theta < APTD_MAX_ANGLES)
+        r->theta[r->n_theta++] = a->angle_deg;
+    atomic_fetch_add(&d->angles_done, 1);
+    apt_info("series %llu: angle %.3f deg reconstructed in %.2f s (%zu frames, loss %.4g -> %.4g), %d angles in "
+             "the Approximant", (unsigned long long)a->series_id, a->angle_deg, res.seconds, res.frames_used,
+             res.n_loss ? res.loss[0] : NAN, res.n_loss ? res.loss[res.n_loss - 1] : NAN,
+             apt_approx_angles(r->approx));
+    publish_angle(d, a, &res, aptd_now() - t0, counts);
+    apt_angle_result_free(&res);
+    publish_approximant(d, r);
+}
+
 static void *recon_main(void *arg)
 {
     aptd *d = arg;
     aptd_angle *a;
     while ((a = aptd_queue_pop(d->recon_q, -1))) {
         atomic_store(&d->state, APTD_RECONSTRUCTING);
-        double t0 = aptd_now();
-        double counts = mean_counts(a);
-        if (!a->has_angle)
-            apt_warn("series %llu: no angle received (user data / scan metadata); not reconstructed",
-                     (unsigned long long)a->series_id);
-        else
-            atomic_fetch_add(&d->angles_done, 1);
-        publish_angle(d, a, aptd_now() - t0, counts);
+        reconstruct(d, &d->rs, a);
         aptd_angle_free(d, &a);
         atomic_store(&d->state, APTD_IDLE);
         aptd_queue_done(d->recon_q);
@@ -85,6 +165,20 @@ static void *recon_main(void *arg)
 
 int aptd_recon_start(aptd *d, apt_error *err)
 {
+    aptd_recon_state *r = &d->rs;
+    if (d->s.probe) {
+        int rc = apt_angle_ctx_new(&d->s.angle, d->s.probe, &r->ctx, err);
+        if (!rc)
+            rc = apt_approx_new(&d->s.angle.grid, &r->approx, err);
+        size_t n = (size_t)d->s.angle.grid.Z * d->s.angle.grid.Y * d->s.angle.grid.X;
+        if (!rc && !(r->volume = malloc(n * sizeof *r->volume)))
+            rc = apt_err(err, APT_ENOMEM, "out of memory for the %zu-voxel Approximant", n);
+        if (rc)
+            return rc;
+        apt_info("per-angle reconstruction: %d slices, %d modes, %d iterations x %d batches; Approximant grid "
+                 "%dx%dx%d", d->s.angle.L, d->s.angle.M, d->s.angle.iterations, d->s.angle.batches,
+                 d->s.angle.grid.Z, d->s.angle.grid.Y, d->s.angle.grid.X);
+    }
     if (pthread_create(&d->recon, NULL, recon_main, d))
         return apt_err(err, APT_ENOMEM, "cannot start reconstruction thread");
     d->recon_running = 1;
@@ -97,4 +191,12 @@ void aptd_recon_stop(aptd *d)
     aptd_queue_close(d->recon_q);
     pthread_join(d->recon, NULL);
     d->recon_running = 0;
+}
+
+void aptd_recon_free(aptd *d)
+{
+    apt_angle_ctx_destroy(&d->rs.ctx);
+    apt_approx_destroy(&d->rs.approx);
+    free(d->rs.volume);
+    d->rs.volume = NULL;
 }

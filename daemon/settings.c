@@ -1,12 +1,14 @@
 /* settings.c - the one place where the YAML configuration becomes the daemon's settings struct: every key the
  * daemon uses is read here, so the stages never touch the config tree (and tests can build settings directly). */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "aptd.h"
 #include "aptomo/config.h"
 #include "aptomo/log.h"
+#include "aptomo/sim.h"
 
 #define COPY_STR(dst, key)                                                                                     \
     do {                                                                                                       \
@@ -60,5 +62,42 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
     if (s->log_level < 0)
         s->log_level = APT_LOG_INFO;
+    if (err && err->code)
+        return err->code;
+    s->config_yaml = apt_config_dump_yaml(cfg);
+    if (!apt_config_bool(cfg, "physics.reconstruct", err))
+        return err && err->code ? err->code : APT_OK;
+    /* physics: the probe is computed (inline optics model) or loaded now, so a bad probe stops the start */
+    apt_angle_cfg *a = &s->angle;
+    a->energy_keV = apt_config_float(cfg, "physics.energy_keV", err);
+    a->distance_m = apt_config_float(cfg, "physics.detector_distance_m", err);
+    a->det_pixel_m = apt_config_float(cfg, "physics.pixel_size_m", err);
+    a->crop = (int)s->crop;
+    a->L = (int)apt_config_int(cfg, "physics.slices", err);
+    a->iterations = (int)apt_config_int(cfg, "physics.iterations", err);
+    a->batches = (int)apt_config_int(cfg, "physics.batches", err);
+    a->threads = s->decode_threads;
+    a->pad_px = -1;
+    a->grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, err),
+                          (int)apt_config_list_float(cfg, "tomo.grid", 1, err),
+                          (int)apt_config_list_float(cfg, "tomo.grid", 2, err),
+                          apt_config_list_float(cfg, "tomo.voxel_size_m", 0, err),
+                          apt_config_list_float(cfg, "tomo.voxel_size_m", 1, err),
+                          apt_config_list_float(cfg, "tomo.voxel_size_m", 2, err)};
+    int M, H, W;
+    double pixel;
+    /* photon scale is matched to each angle's data later (apt_angle_reconstruct) */
+    int rc = apt_sim_probe_from_config(cfg, 1e6, &s->probe, &M, &H, &W, &pixel, err);
+    if (rc)
+        return apt_err_prefix(err, rc, "physics.probe: ");
+    a->M = M;
     return err && err->code ? err->code : APT_OK;
+}
+
+void aptd_settings_free(aptd_settings *s)
+{
+    free(s->probe);
+    free(s->config_yaml);
+    s->probe = NULL;
+    s->config_yaml = NULL;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The README demo: a synthetic scan is streamed by `aptomo replay` as a live Eiger detector (stream v2, bslz4) into
-# aptomod (configs/demo.yaml); `aptomo watch` shows the results stream; at the end the daemon is asked to shut
-# down, and the spooled frames and per-angle counts are summarised. Everything stays on 127.0.0.1.
+# The README demo: a simulated IC scan is streamed by `aptomo replay` as a live Eiger detector (stream v2, bslz4)
+# into aptomod (configs/demo.yaml), which reconstructs every angle as it completes and grows the Approximant;
+# `aptomo watch` follows the results stream; at the end: the result file, PNG previews next to the ground truth,
+# PCC, and the spooled frames checked bit-exact. Everything stays on 127.0.0.1.
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/.."
@@ -11,25 +12,31 @@ OUT=out/demo
 PY=/usr/bin/python3
 rm -rf "$OUT" && mkdir -p "$OUT"
 
-echo "== 1. synthetic scan (detector test data: 8 angles x 400 frames of 514x1030 uint16)"
-$APTOMO synth-scan -o "$OUT/scan.h5" --angles 8 --frames 400 --width 1030 --height 514 --seed 42
+echo "== 1. aptomo simulate: an IC phantom, zone-plate probe (3 modes), 8 angles over +-17 deg (configs/demo.yaml)"
+$APTOMO simulate --config configs/demo.yaml -o "$OUT/scan.h5"
 
 echo "== 2. aptomod (configs/demo.yaml), log in $OUT/aptomod.log"
-$APTOMOD --config configs/demo.yaml --set storage.dir="$OUT/spool" > "$OUT/aptomod.log" 2>&1 &
+$APTOMOD --config configs/demo.yaml --set storage.dir="$OUT/live" > "$OUT/aptomod.log" 2>&1 &
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null || true' EXIT
 sleep 0.5
 
-echo "== 3. aptomo watch (results stream) until all 8 angles are reported"
-$APTOMO watch tcp://127.0.0.1:19998 --until angle --until-count 8 --timeout 300 > "$OUT/watch.log" &
+echo "== 3. aptomo watch (results stream) until the Approximant holds all 8 angles"
+$APTOMO watch tcp://127.0.0.1:19998 --until approximant --until-count 8 --timeout 600 > "$OUT/watch.log" &
 WATCH=$!
 sleep 0.3
 
-echo "== 4. aptomo replay: Eiger stream v2, bslz4, 1000 frames/s, with a few injected faults"
-$APTOMO replay "$OUT/scan.h5" --endpoint 'tcp://*:19999' --protocol v2 --compression bslz4 --rate 1000 \
+echo "== 4. aptomo replay: the scan as a live Eiger (stream v2, bslz4, 500 frames/s) with a few injected faults"
+$APTOMO replay "$OUT/scan.h5" --endpoint 'tcp://*:19999' --protocol v2 --compression bslz4 --rate 500 \
     --duplicate 0.01 --stale 2 --garbage 1 --seed 1 > "$OUT/replay.json"
 wait $WATCH
-grep '^angle' "$OUT/watch.log" | sed 's/^/   /' | cut -c1-160
+grep '^angle' "$OUT/watch.log" | $PY -c '
+import json, sys
+for line in sys.stdin:
+    h = json.loads(line.split(" ", 1)[1])
+    loss = h["loss"] or [float("nan")]
+    print("   angle %7.2f deg: %d frames used, %d dropped, loss %.3g -> %.3g, %.2f s" % (
+        h["angle_deg"], h["frames_used"], h["frames_dropped"], loss[0], loss[-1], h["seconds"]))'
 
 echo "== 5. control: status, then shutdown"
 $PY - <<'PYEOF'
@@ -44,7 +51,6 @@ wait $DAEMON
 trap - EXIT
 
 echo "== 6. spool: frames written bit-exact as received"
-ls -la "$OUT/spool" | tail -n +2 | sed 's/^/   /'
 $PY - "$OUT" <<'PYEOF'
 import glob, json, sys
 import numpy as np, h5py
@@ -53,11 +59,25 @@ out = sys.argv[1]
 rep = json.load(open(f"{out}/replay.json"))
 with h5py.File(f"{out}/scan.h5", "r") as scan:
     for i, s in enumerate(rep["series"]):
-        (path,) = glob.glob(f"{out}/spool/series_{s['series']}_*.h5")
+        (path,) = glob.glob(f"{out}/live/series_{s['series']}_*.h5")
         with h5py.File(path, "r") as f:
             ids = f["entry/data/image_id"][()]
             src = scan[f"entry/scan/{i:04d}/data"]
             same = all(np.array_equal(f["entry/data/data"][j], src[j]) for j in ids[:50])
             print(f"   series {s['series']}: {len(ids)} frames spooled (sent {s['sent']}), first 50 bit-identical: {same}")
 PYEOF
-echo "== demo done: $OUT (scan.h5, spool/, aptomod.log, watch.log, replay.json)"
+echo "== 7. results: Approximant vs ground truth"
+$APTOMO preview "$OUT/live/approximant.h5" "$OUT/scan.h5:/entry/sample/ground_truth" -o "$OUT/approximant_vs_truth.png" \
+    --title "aptomod live Approximant (top) vs ground truth delta (bottom)" > /dev/null
+$PY - "$OUT" <<'PYEOF'
+import sys
+import h5py, numpy as np
+out = sys.argv[1]
+with h5py.File(f"{out}/live/approximant.h5", "r") as f, h5py.File(f"{out}/scan.h5", "r") as s:
+    a, t = f["exchange/data"][()].ravel(), s["entry/sample/ground_truth"][()].ravel()
+    a, t = a - a.mean(), t - t.mean()
+    print(f"   {len(f['exchange/theta'])} angles, volume {f['exchange/data'].shape}, "
+          f"PCC vs ground truth {float((a * t).sum() / np.sqrt((a * a).sum() * (t * t).sum())):.3f}")
+PYEOF
+echo "   files: $OUT/live/approximant.h5, $OUT/live/approximant.png, $OUT/approximant_vs_truth.png"
+echo "== demo done: $OUT (scan.h5, live/, aptomod.log, watch.log, replay.json)"

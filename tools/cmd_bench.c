@@ -15,6 +15,7 @@
 #include "aptomo/frame.h"
 #include "aptomo/log.h"
 #include "aptomo/stream.h"
+#include "bench.h"
 #include "cli.h"
 
 #define BENCH_DISTINCT 16
@@ -351,6 +352,8 @@ int cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "ingest"))
         return bench_ingest(argc - 1, argv + 1);
-    fprintf(stderr, "usage: aptomo bench ingest [options]   (one JSON line per measurement)\n");
+    if (argc >= 2 && !strcmp(argv[1], "ptycho"))
+        return bench_ptycho(argc - 1, argv + 1);
+    fprintf(stderr, "usage: aptomo bench ingest|ptycho [options]   (one JSON line per measurement)\n");
     return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? CLI_OK : CLI_USAGE;
 }

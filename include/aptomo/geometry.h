@@ -22,6 +22,12 @@ typedef struct apt_stack_geom {
     double dz_m;             /* slice spacing along the beam */
 } apt_stack_geom;
 
+/* Bounds checked before any allocation (added by geom): grid sides in [1, 16384], at most 2^30 voxels, voxel
+   sizes finite > 0; stack L in [1, 1024], Ny, Nx in [1, 32768], at most 2^28 object pixels, delta_m, dz_m
+   finite > 0, theta finite. Both name the field at fault. */
+int apt_grid3_check(const apt_grid3 *g, apt_error *err);
+int apt_stack_geom_check(const apt_stack_geom *sg, apt_error *err);
+
 /* The stack that holds the whole grid at theta: depth = extent of the rotated volume along z' (so the long beam
    path of a tilted slab is inside), dz = depth / L; Ny, Nx cover the volume's extent across the beam plus pad_px
    pixels on every side (room for the probe window at the scan's edge). */

@@ -54,7 +54,7 @@ static const apt_config_key keys[] = {
     E("physics.probe.model", "zoneplate", "zoneplate|gaussian", "inline probe: zone-plate focus or Gaussian beam"),
     F("physics.probe.zp_diameter_m", "160e-6", 1e-6, 1e-2, 0, "zone-plate diameter (m)"),
     F("physics.probe.outer_zone_m", "50e-9", 1e-9, 1e-5, 0, "outermost zone width (m); sets the focal length"),
-    F("physics.probe.defocus_m", "20e-6", -1e-2, 1e-2, 0, "sample distance from focus, + downstream (m)"),
+    F("physics.probe.defocus_m", "100e-6", -1e-2, 1e-2, 0, "sample distance from focus, + downstream (m)"),
     F("physics.probe.central_stop", "0.5", 0, 0.99, 0, "central-stop diameter as a fraction of the zone plate"),
     F("physics.probe.coherence", "0.3", 0, 1, APT_CFG_MIN_OPEN,
       "spatial coherence fraction in (0,1]: Gaussian-Schell source -> mode occupancies"),
@@ -69,6 +69,18 @@ static const apt_config_key keys[] = {
 
     S("storage.dir", "\"/var/lib/aptomo\"", APT_CFG_NONEMPTY, "results, checkpoints and spool; created on start"),
     B("storage.spool_frames", "false", "write every received frame, bit-exact, to HDF5 under storage.dir"),
+
+    FL("sim.grid", "[280, 128, 128]", 3, 3, 0, "aptomo simulate: phantom grid [Z, Y, X] in voxels (integers)"),
+    FL("sim.voxel_size_m", "[14e-9, 14e-9, 14e-9]", 3, 3, 0, "aptomo simulate: voxel size [z, y, x] (m)"),
+    I("sim.angles", "37", 1, 100000, "aptomo simulate: tomographic angles, evenly over +-sim.range_deg"),
+    F("sim.range_deg", "70.4", 0, 89.9, 0, "aptomo simulate: largest tilt (deg)"),
+    F("sim.step_m", "100e-9", 1e-9, 1e-3, 0, "aptomo simulate: fly-scan raster step (m)"),
+    F("sim.jitter_m", "15e-9", 0, 1e-4, 0, "aptomo simulate: uniform position jitter +- this, recorded (m)"),
+    F("sim.photons_per_frame", "1e6", 0, 1e15, APT_CFG_MIN_OPEN, "aptomo simulate: photons per frame (all modes)"),
+    E("sim.dtype", "uint16", "uint16|uint32", "aptomo simulate: frame pixel type (counts saturate at max - 1)"),
+    I("sim.seed", "1", 0, 9007199254740991.0, "aptomo simulate: seed of every random choice"),
+    I("sim.layers", "6", 1, 16, "aptomo simulate: metal layers of the IC phantom"),
+    B("sim.substrate", "true", "aptomo simulate: Si substrate slab (with W contacts) at the high-z side"),
 
     E("log.level", "info", "debug|info|warn|error", "least severe log level written to stderr"),
 };

@@ -1,0 +1,9 @@
+/* bench.h - `aptomo bench` sub-benchmarks that live in their own files (cmd_bench.c dispatches on argv[1]). Each
+ * prints one JSON line per measurement, with a reference measured in the same run; argv[0] is the sub-benchmark. */
+#ifndef APTOMO_TOOLS_BENCH_H
+#define APTOMO_TOOLS_BENCH_H
+
+/* `aptomo bench ptycho`: multislice forward + gradient pattern rate vs the same FFTs alone. */
+int bench_ptycho(int argc, char **argv);
+
+#endif

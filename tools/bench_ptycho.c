@@ -1,0 +1,179 @@
+/* bench_ptycho.c - `aptomo bench ptycho`: how many diffraction patterns per second the multislice model runs
+ * forward + gradient (all modes and slices of one frame = one pattern-iteration), and the same count of FFTs alone on
+ * the same plans (FFTW wisdom of this process makes the planner return the plans the model uses). The ratio
+ * fft_bound_fraction = FFT-only time / full time says how close the element-wise code is to free (target >= 0.5). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aptomo/fft.h"
+#include "aptomo/ptycho.h"
+#include "bench.h"
+#include "cli.h"
+
+typedef struct bench_case {
+    apt_ptycho_geom g;
+    size_t J;
+    float *probe, *object, *meas, *grad;
+    int32_t *pos;
+} bench_case;
+
+static uint64_t bench_rng = 0x2545F4914F6CDD1DULL;
+static float frand(void)
+{
+    bench_rng ^= bench_rng << 13, bench_rng ^= bench_rng >> 7, bench_rng ^= bench_rng << 17;
+    return (float)((double)(bench_rng >> 11) / 9007199254740992.0);
+}
+
+static int case_new(bench_case *c, int n, int M, int L, size_t J)
+{
+    int side = (int)ceil(sqrt((double)J)), step = n / 8, N = n + (side - 1) * step;
+    c->g = (apt_ptycho_geom){.M = M, .H = n, .W = n, .L = L, .Ny = N, .Nx = N, .wavelength_m = 1e-10,
+                             .pixel_size_m = 10e-9, .dz_m = 1e-6};
+    c->J = J;
+    size_t hw = (size_t)n * n, obj = (size_t)L * N * N;
+    c->probe = malloc((size_t)M * hw * 2 * sizeof(float));
+    c->object = malloc(obj * 2 * sizeof(float));
+    c->grad = calloc(obj * 2, sizeof(float));
+    c->meas = malloc(J * hw * sizeof(float));
+    c->pos = malloc(J * 2 * sizeof(int32_t));
+    if (!c->probe || !c->object || !c->grad || !c->meas || !c->pos)
+        return -1;
+    for (size_t i = 0; i < (size_t)M * hw * 2; i++)
+        c->probe[i] = frand() - 0.5f;
+    for (size_t i = 0; i < obj; i++) {
+        float ph = 0.3f * frand();
+        c->object[2 * i] = cosf(ph), c->object[2 * i + 1] = sinf(ph);
+    }
+    for (size_t i = 0; i < J * hw; i++)
+        c->meas[i] = 100.0f * frand();
+    for (size_t j = 0; j < J; j++)
+        c->pos[2 * j] = (int32_t)(j / side * step), c->pos[2 * j + 1] = (int32_t)(j % side * step);
+    return 0;
+}
+
+static void case_free(bench_case *c)
+{
+    free(c->probe), free(c->object), free(c->grad), free(c->meas), free(c->pos);
+}
+
+/* Seconds per pattern of forward + gradient, repeated until min_s has passed. */
+static double time_model(apt_ptycho *p, bench_case *c, double min_s, apt_error *err)
+{
+    double loss;
+    if (apt_ptycho_loss_grad(p, c->probe, c->object, c->pos, c->meas, c->J, &loss, c->grad, NULL, err)) /* warm */
+        return -1;
+    size_t done = 0;
+    double t0 = cli_now(), t;
+    do {
+        if (apt_ptycho_loss_grad(p, c->probe, c->object, c->pos, c->meas, c->J, &loss, c->grad, NULL, err))
+            return -1;
+        done += c->J;
+    } while ((t = cli_now() - t0) < min_s);
+    return t / (double)done;
+}
+
+/* Seconds per pattern for the model's FFTs alone: 4L - 2 batched transforms of M modes per pattern (forward chain
+   L - 1 pairs + the far field; backward the far field + L - 1 pairs), on L wavefield buffers like the model's. */
+static double time_ffts(const apt_ptycho_geom *g, double min_s, apt_error *err)
+{
+    apt_fft_plan *pl = NULL;
+    size_t hw = (size_t)g->H * g->W, mhw = (size_t)g->M * hw;
+    unsigned flags = hw >= 64 * 64 ? APT_FFT_MEASURE : 0; /* as apt_ptycho_new plans */
+    if (apt_fft_plan_new(g->M, g->H, g->W, flags, &pl, err))
+        return -1;
+    float *buf = apt_fft_alloc(mhw * (size_t)g->L);
+    if (!buf) {
+        apt_fft_plan_destroy(&pl);
+        return -1;
+    }
+    for (size_t i = 0; i < 2 * mhw * g->L; i++)
+        buf[i] = frand() - 0.5f;
+    size_t done = 0;
+    double t0 = cli_now(), t;
+    do {
+        for (int l = 0; l + 1 < g->L; l++) { /* forward chain */
+            apt_fft_forward(pl, buf + 2 * mhw * l, NULL);
+            apt_fft_inverse_unscaled(pl, buf + 2 * mhw * l, NULL);
+        }
+        apt_fft_forward(pl, buf + 2 * mhw * (g->L - 1), NULL);
+        apt_fft_inverse_unscaled(pl, buf + 2 * mhw * (g->L - 1), NULL);
+        for (int l = g->L - 2; l >= 0; l--) { /* backward chain */
+            apt_fft_forward(pl, buf + 2 * mhw * l, NULL);
+            apt_fft_inverse_unscaled(pl, buf + 2 * mhw * l, NULL);
+        }
+        /* keep values bounded: each unscaled round trip multiplies by H W */
+        float s = 1.0f / (float)hw;
+        for (size_t i = 0; i < 2 * mhw; i++)
+            buf[i] *= s;
+        done++;
+    } while ((t = cli_now() - t0) < min_s);
+    apt_fft_free(buf);
+    apt_fft_plan_destroy(&pl);
+    return t / (double)done;
+}
+
+int bench_ptycho(int argc, char **argv)
+{
+    uint64_t n = 128, M = 12, L = 5, J = 16, threads = 0;
+    double seconds = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(argv[i], "--size") && !cli_parse_u64(v, &n) && n >= 8 && n <= 1024)
+            i++;
+        else if (!strcmp(argv[i], "--modes") && !cli_parse_u64(v, &M) && M >= 1 && M <= 64)
+            i++;
+        else if (!strcmp(argv[i], "--slices") && !cli_parse_u64(v, &L) && L >= 1 && L <= 64)
+            i++;
+        else if (!strcmp(argv[i], "--positions") && !cli_parse_u64(v, &J) && J >= 1 && J <= 4096)
+            i++;
+        else if (!strcmp(argv[i], "--threads") && !cli_parse_u64(v, &threads) && threads <= 64)
+            i++;
+        else if (!strcmp(argv[i], "--seconds") && !cli_parse_double(v, &seconds) && seconds > 0 && seconds <= 600)
+            i++;
+        else {
+            fprintf(stderr, "usage: aptomo bench ptycho [--size N (128)] [--modes M (12)] [--slices L (5)]\n"
+                            "                           [--positions J (16)] [--threads T (0 = all cores)]\n"
+                            "                           [--seconds S (3) per measurement]\n");
+            return strcmp(argv[i], "-h") && strcmp(argv[i], "--help") ? CLI_USAGE : CLI_OK;
+        }
+    }
+    bench_case c = {0};
+    if (case_new(&c, (int)n, (int)M, (int)L, (size_t)J)) {
+        case_free(&c);
+        fprintf(stderr, "aptomo bench ptycho: out of memory\n");
+        return CLI_FAIL;
+    }
+    apt_error err = {0};
+    apt_ptycho *p1 = NULL, *pt = NULL;
+    int rc = apt_ptycho_new(&c.g, 1, &p1, &err);
+    if (!rc)
+        rc = apt_ptycho_new(&c.g, (int)threads, &pt, &err);
+    double t1 = rc ? -1 : time_model(p1, &c, seconds, &err);
+    double tf = t1 < 0 ? -1 : time_ffts(&c.g, seconds, &err);
+    double tt = tf < 0 ? -1 : time_model(pt, &c, seconds, &err);
+    if (t1 < 0 || tf < 0 || tt < 0) {
+        fprintf(stderr, "aptomo bench ptycho: %s\n", err.msg);
+        rc = CLI_FAIL;
+    } else {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        int nth = threads ? (int)threads : ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu; /* as apt_ptycho_new */
+        const char *fmt = "{\"bench\":\"ptycho\",\"what\":\"%s\",\"size\":%d,\"modes\":%d,\"slices\":%d,"
+                          "\"threads\":%d,\"patterns_per_s\":%.2f,\"ffts_per_pattern\":%d%s}\n";
+        char extra[160];
+        int ffts = (int)((4 * L - 2) * M);
+        snprintf(extra, sizeof extra, ",\"fft_only_patterns_per_s\":%.2f,\"fft_bound_fraction\":%.3f", 1 / tf,
+                 tf / t1);
+        printf(fmt, "forward+gradient", (int)n, (int)M, (int)L, 1, 1 / t1, ffts, extra);
+        snprintf(extra, sizeof extra, ",\"speedup_vs_1_thread\":%.2f", t1 / tt);
+        printf(fmt, "forward+gradient", (int)n, (int)M, (int)L, nth, 1 / tt, ffts, extra);
+        fflush(stdout);
+        rc = CLI_OK;
+    }
+    apt_ptycho_destroy(&p1);
+    apt_ptycho_destroy(&pt);
+    case_free(&c);
+    return rc;
+}

@@ -1,0 +1,278 @@
+/* cmd_approximant.c - `aptomo approximant scan.h5 -o out.h5`: the offline Approximant through the same per-angle
+ * code as the daemon (apt_angle_reconstruct + apt_approx_add). Frames are cropped around the beam centre like the
+ * daemon does; settings come from the scan file (instrument) and the config (physics.*, tomo.*). Prints a JSON
+ * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aptomo/angle.h"
+#include "aptomo/config.h"
+#include "aptomo/frame.h"
+#include "aptomo/metrics.h"
+#include "aptomo/preview.h"
+#include "aptomo/scanfile.h"
+#include "aptomo/volume.h"
+#include "cli.h"
+
+typedef struct approx_opts {
+    const char *scan, *out, *config, *png, *sets[64];
+    int n_sets;
+    uint32_t *angles;
+    size_t n_angles;
+} approx_opts;
+
+static int parse(int argc, char **argv, approx_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set key=VALUE]...\n"
+                   "                          [--angles I,J,...] [--png PREVIEW.png]\n"
+                   "Per angle: multislice ptychography (physics.slices, physics.modes, physics.iterations) and the\n"
+                   "running Approximant on the sample grid (the scan's ground-truth grid, else tomo.grid). One JSON\n"
+                   "line per angle; PCC vs ground truth when the scan carries it.\n");
+            exit(0);
+        } else if (a[0] != '-') {
+            if (o->scan)
+                return -1;
+            o->scan = a;
+        } else if (!v) {
+            return -1;
+        } else if (!strcmp(a, "-o")) {
+            o->out = v, i++;
+        } else if (!strcmp(a, "--config")) {
+            o->config = v, i++;
+        } else if (!strcmp(a, "--png")) {
+            o->png = v, i++;
+        } else if (!strcmp(a, "--set") && o->n_sets < 64) {
+            o->sets[o->n_sets++] = v, i++;
+        } else if (!strcmp(a, "--angles")) {
+            size_t n = 1;
+            for (const char *p = v; *p; p++)
+                n += *p == ',';
+            o->angles = calloc(n, sizeof *o->angles);
+            char *copy = strdup(v), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                uint64_t u;
+                if (cli_parse_u64(t, &u) || u > 0xFFFFFFFFu) {
+                    free(copy);
+                    return -1;
+                }
+                o->angles[o->n_angles++] = (uint32_t)u;
+            }
+            free(copy);
+            i++;
+        } else {
+            return -1;
+        }
+    }
+    return o->scan && o->out ? 0 : -1;
+}
+
+/* Frames of angle idx as crop x crop float patterns (gap pixels -1), cropped around the beam centre. */
+static int load_patterns(apt_scanfile *sf, uint32_t idx, int crop, float ***pats, double **pos, uint32_t *Jout,
+                         apt_error *err)
+{
+    uint32_t J, H, W, es;
+    int rc = apt_scanfile_angle_dims(sf, idx, &J, &H, &W, &es, err);
+    if (rc)
+        return rc;
+    const apt_scan_header *h = apt_scanfile_header(sf);
+    apt_crop c;
+    if ((rc = apt_crop_place(W, H, h->beam_center_px[0], h->beam_center_px[1], (uint32_t)crop, &c, err)))
+        return rc;
+    uint8_t *frame = malloc((size_t)H * W * es);
+    *pats = calloc(J ? J : 1, sizeof **pats);
+    *pos = malloc((J ? J : 1) * 2 * sizeof **pos);
+    apt_bytes scratch = {0};
+    if (!frame || !*pats || !*pos) {
+        free(frame);
+        return apt_err(err, APT_ENOMEM, "out of memory for angle %u", idx);
+    }
+    rc = apt_scanfile_read_positions(sf, idx, *pos, err);
+    for (uint32_t j = 0; !rc && j < J; j++) {
+        (*pats)[j] = malloc((size_t)crop * crop * sizeof(float));
+        apt_pixels px = {"", W, H, es, APT_ENC_NONE, frame, (size_t)H * W * es};
+        if (!(*pats)[j])
+            rc = apt_err(err, APT_ENOMEM, "out of memory");
+        else if (!(rc = apt_scanfile_read_frames(sf, idx, j, 1, frame, err)))
+            rc = apt_frame_decode_crop(&px, &c, NULL, (*pats)[j], &scratch, err);
+    }
+    apt_bytes_free(&scratch);
+    free(frame);
+    *Jout = J;
+    return rc;
+}
+
+static void free_patterns(float **pats, uint32_t J)
+{
+    for (uint32_t j = 0; pats && j < J; j++)
+        free(pats[j]);
+    free(pats);
+}
+
+int cmd_approximant(int argc, char **argv)
+{
+    approx_opts o;
+    if (parse(argc, argv, &o)) {
+        fprintf(stderr, "approximant: usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set k=v] "
+                        "[--angles I,J] [--png P.png]\n");
+        free(o.angles);
+        return CLI_USAGE;
+    }
+    apt_error err = {0};
+    apt_config *cfg = NULL;
+    apt_scanfile *sf = NULL;
+    apt_angle_ctx *ctx = NULL;
+    apt_approx *ap = NULL;
+    float *probe = NULL, *truth = NULL, *vol = NULL;
+    double *theta = NULL;
+    int rc = CLI_USAGE;
+    if (apt_config_load(o.config, &cfg, &err)) {
+        fprintf(stderr, "approximant: %s\n", err.msg);
+        goto out;
+    }
+    for (int i = 0; i < o.n_sets; i++)
+        if (apt_config_set(cfg, o.sets[i], &err)) {
+            fprintf(stderr, "approximant: %s\n", err.msg);
+            goto out;
+        }
+    if (apt_scanfile_open(o.scan, &sf, &err)) {
+        fprintf(stderr, "approximant: %s\n", err.msg);
+        goto out;
+    }
+    const apt_scan_header *h = apt_scanfile_header(sf);
+    uint32_t M, PH, PW;
+    if (apt_scanfile_probe_dims(sf, &M, &PH, &PW, &err)) {
+        fprintf(stderr, "approximant: %s\n", err.msg);
+        goto out;
+    }
+    if (PH != PW) {
+        fprintf(stderr, "approximant: %s: probe %ux%u is not square\n", o.scan, PH, PW);
+        goto out;
+    }
+    probe = malloc((size_t)M * PH * PW * 2 * sizeof *probe);
+    if (!probe || apt_scanfile_read_probe(sf, probe, NULL, &err)) {
+        fprintf(stderr, "approximant: %s\n", probe ? err.msg : "out of memory");
+        rc = CLI_FAIL;
+        goto out;
+    }
+    int modes = (int)apt_config_int(cfg, "physics.modes", NULL);
+    apt_angle_cfg ac = {h->energy_keV, h->detector_distance_m, h->pixel_size_m, (int)PH,
+                        (int)apt_config_int(cfg, "physics.slices", NULL), modes < (int)M ? modes : (int)M,
+                        (int)apt_config_int(cfg, "physics.iterations", NULL),
+                        (int)apt_config_int(cfg, "physics.batches", NULL), 0, {0}, -1};
+    double vs[3] = {NAN, NAN, NAN};
+    uint32_t Z, Y, X;
+    int have_truth = apt_scanfile_has_ground_truth(sf);
+    if (have_truth && !apt_scanfile_ground_truth_dims(sf, &Z, &Y, &X, &err)) {
+        truth = malloc((size_t)Z * Y * X * sizeof *truth);
+        if (!truth || apt_scanfile_read_ground_truth(sf, truth, vs, &err)) {
+            fprintf(stderr, "approximant: %s\n", truth ? err.msg : "out of memory");
+            rc = CLI_FAIL;
+            goto out;
+        }
+        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]};
+    } else {
+        ac.grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, NULL),
+                              (int)apt_config_list_float(cfg, "tomo.grid", 1, NULL),
+                              (int)apt_config_list_float(cfg, "tomo.grid", 2, NULL),
+                              apt_config_list_float(cfg, "tomo.voxel_size_m", 0, NULL),
+                              apt_config_list_float(cfg, "tomo.voxel_size_m", 1, NULL),
+                              apt_config_list_float(cfg, "tomo.voxel_size_m", 2, NULL)};
+    }
+    if (apt_angle_ctx_new(&ac, probe, &ctx, &err) || apt_approx_new(&ac.grid, &ap, &err)) {
+        fprintf(stderr, "approximant: %s\n", err.msg);
+        goto out;
+    }
+    if (!o.n_angles) {
+        o.angles = calloc(h->n_angles ? h->n_angles : 1, sizeof *o.angles);
+        for (uint32_t i = 0; o.angles && i < h->n_angles; i++)
+            o.angles[o.n_angles++] = i;
+    }
+    size_t nvox = (size_t)ac.grid.Z * ac.grid.Y * ac.grid.X;
+    vol = malloc(nvox * sizeof *vol);
+    theta = malloc((o.n_angles ? o.n_angles : 1) * sizeof *theta);
+    if (!vol || !theta) {
+        fprintf(stderr, "approximant: out of memory\n");
+        rc = CLI_FAIL;
+        goto out;
+    }
+    rc = CLI_OK;
+    double pcc = NAN;
+    for (size_t i = 0; i < o.n_angles && rc == CLI_OK; i++) {
+        uint32_t idx = o.angles[i], J = 0;
+        if (idx >= h->n_angles) {
+            fprintf(stderr, "approximant: --angles: no angle %u in %s\n", idx, o.scan);
+            rc = CLI_USAGE;
+            break;
+        }
+        float **pats = NULL;
+        double *pos = NULL;
+        apt_angle_result res;
+        if (load_patterns(sf, idx, ac.crop, &pats, &pos, &J, &err) ||
+            apt_angle_reconstruct(ctx, h->angles_deg[idx], (const float *const *)pats, pos, J, &res, &err)) {
+            fprintf(stderr, "approximant: angle %u: %s\n", idx, err.msg);
+            free_patterns(pats, J);
+            free(pos);
+            rc = CLI_FAIL;
+            break;
+        }
+        int arc = apt_approx_add(ap, &res.sg, apt_angle_wavelength(ctx), res.object, res.weight, &err);
+        theta[i] = h->angles_deg[idx];
+        if (!arc && truth && !apt_approx_get(ap, vol, &err))
+            pcc = apt_metric_pcc(vol, truth, nvox, NULL);
+        printf("{\"angle\":%u,\"angle_deg\":%.4f,\"frames_used\":%zu,\"frames_outside\":%zu,\"loss\":[", idx,
+               h->angles_deg[idx], res.frames_used, res.frames_outside);
+        for (int k = 0; k < res.n_loss; k++)
+            printf("%s%.6g", k ? "," : "", res.loss[k]);
+        /* live budget: the angle must be done before the next one is acquired (500 Hz in APT) */
+        printf("],\"seconds\":%.3f,\"latency_vs_acquisition_500hz\":%.3f,\"angles\":%zu,\"pcc_vs_truth\":%.4f}\n",
+               res.seconds, J ? res.seconds / (J / 500.0) : 0.0, i + 1, pcc);
+        fflush(stdout);
+        apt_angle_result_free(&res);
+        free_patterns(pats, J);
+        free(pos);
+        if (arc) {
+            fprintf(stderr, "approximant: %s\n", err.msg);
+            rc = CLI_FAIL;
+        }
+    }
+    if (rc == CLI_OK && !apt_approx_get(ap, vol, &err)) {
+        apt_volume v = {ac.grid.Z, ac.grid.Y, ac.grid.X, {ac.grid.vz, ac.grid.vy, ac.grid.vx}, vol};
+        const char *names[] = {"pcc_vs_truth"};
+        char *yaml = apt_config_dump_yaml(cfg);
+        apt_result res = {NULL, &v, theta, o.n_angles, yaml, names, &pcc, truth ? 1 : 0};
+        if (apt_result_write(o.out, &res, &err)) {
+            fprintf(stderr, "approximant: %s\n", err.msg);
+            rc = CLI_FAIL;
+        }
+        free(yaml);
+        if (rc == CLI_OK && o.png) {
+            apt_volume t = {ac.grid.Z, ac.grid.Y, ac.grid.X, {ac.grid.vz, ac.grid.vy, ac.grid.vx}, truth};
+            const apt_volume *vols[2] = {&v, &t};
+            const char *labels[2] = {"Approximant", "ground truth (delta)"};
+            char title[128];
+            snprintf(title, sizeof title, "aptomo Approximant, %zu angles, PCC %.3f", o.n_angles, pcc);
+            if (apt_preview_write(o.png, vols, labels, truth ? 2 : 1, title, &err)) {
+                fprintf(stderr, "approximant: %s\n", err.msg);
+                rc = CLI_FAIL;
+            }
+        }
+    }
+out:
+    apt_approx_destroy(&ap);
+    apt_angle_ctx_destroy(&ctx);
+    if (sf)
+        apt_scanfile_close(&sf, NULL);
+    apt_config_destroy(&cfg);
+    free(probe);
+    free(truth);
+    free(vol);
+    free(theta);
+    free(o.angles);
+    return rc;
+}
