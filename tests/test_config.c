@@ -98,9 +98,13 @@ static const struct {
     {"tomo.n_star", "29"},
     {"tomo.publish_every", "4"},
     {"tomo.nz", "0"},
+    {"tomo.reference", ""},
+    {"tomo.converge_pcc", "0.999"},
+    {"tomo.converge_updates", "3"},
     {"tomo.grid", "[280,128,128]"},
     {"tomo.voxel_size_m", "[1.4e-08,2.8e-08,2.8e-08]"},
     {"model.weights", ""},
+    {"model.batch", "1"},
     {"storage.dir", "/var/lib/aptomo"},
     {"storage.spool_frames", "false"},
     {"sim.grid", "[280,128,128]"},
@@ -515,7 +519,7 @@ static void test_set(void)
     set_fails(c, "=5", "--set '=5': expected dotted.key=VALUE");
     set_fails(c, "tomo..n_star=5", "--set 'tomo..n_star': not a dotted key");
     set_fails(c, "tomo n_star=5", "--set 'tomo n_star': not a dotted key");
-    set_fails(c, "tomo.n_sta=5", "--set tomo.n_sta: unknown key (tomo has: n_star, publish_every, nz, grid, voxel_size_m)");
+    set_fails(c, "tomo.n_sta=5", "--set tomo.n_sta: unknown key (tomo has: n_star, publish_every, nz, reference, converge_pcc, converge_updates, grid, voxel_size_m)");
     set_fails(c, "tomo.n_star=[1", "--set tomo.n_star: bad YAML value '[1': did not find expected ',' or ']'");
     set_fails(c, "tomo.n_star=abc", "--set tomo.n_star: expected int in [1, 100000], got string 'abc'");
     set_fails(c, "tomo.n_star=31.5", "--set tomo.n_star: expected int in [1, 100000], got float 31.5");

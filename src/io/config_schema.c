@@ -62,10 +62,14 @@ static const apt_config_key keys[] = {
     I("tomo.n_star", "29", 1, 100000, "angles after which the refined volume is first published (N*)"),
     I("tomo.publish_every", "4", 1, 100000, "publish the volume again every this many angles after N*"),
     I("tomo.nz", "0", 0, 4096, "volume depth in voxels; 0 = auto (the projection width)"),
+    S("tomo.reference", "\"\"", 0, "reference volume (/exchange/data) for the metrics message; \"\" = none"),
+    F("tomo.converge_pcc", "0.999", 0, 1, 0, "volume counts as unchanged when PCC with the previous one is above"),
+    I("tomo.converge_updates", "3", 1, 1000, "consecutive unchanged volumes before stop (reason converged)"),
     FL("tomo.grid", "[280, 128, 128]", 3, 3, 0, "[Z, Y, X] voxels of the sample grid the Approximant is built on"),
     FL("tomo.voxel_size_m", "[14e-9, 28e-9, 28e-9]", 3, 3, 0, "[vz, vy, vx] voxel size of that grid (m)"),
 
     S("model.weights", "\"\"", 0, "U-net weights (.safetensors); \"\" = no network, publish the Approximant"),
+    I("model.batch", "1", 1, 256, "patches per network call (bounds memory)"),
 
     S("storage.dir", "\"/var/lib/aptomo\"", APT_CFG_NONEMPTY, "results, checkpoints and spool; created on start"),
     B("storage.spool_frames", "false", "write every received frame, bit-exact, to HDF5 under storage.dir"),
