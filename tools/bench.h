@@ -5,5 +5,7 @@
 
 /* `aptomo bench ptycho`: multislice forward + gradient pattern rate vs the same FFTs alone. */
 int bench_ptycho(int argc, char **argv);
+/* `aptomo bench tomo`: FBP and SART vs scikit-image's iradon / iradon_sart on the same sinograms. */
+int bench_tomo(int argc, char **argv);
 
 #endif

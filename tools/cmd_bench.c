@@ -354,6 +354,8 @@ int cmd_bench(int argc, char **argv)
         return bench_ingest(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "ptycho"))
         return bench_ptycho(argc - 1, argv + 1);
-    fprintf(stderr, "usage: aptomo bench ingest|ptycho [options]   (one JSON line per measurement)\n");
+    if (argc >= 2 && !strcmp(argv[1], "tomo"))
+        return bench_tomo(argc - 1, argv + 1);
+    fprintf(stderr, "usage: aptomo bench ingest|ptycho|tomo [options]   (one JSON line per measurement)\n");
     return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? CLI_OK : CLI_USAGE;
 }
