@@ -1,0 +1,27 @@
+/* project_int.h - what the CPU projector (project.c) and its CUDA twin (project_cuda.cu) share: the per-angle
+ * Joseph coefficients. Both sides evaluate the interpolation coordinate as f = u * ia + (b0 + m * db) (m = the
+ * marching index, k for z-major rays, i for x-major ones), so forward and adjoint see bit-identical weights. */
+#ifndef APTOMO_TOMO_PROJECT_INT_H
+#define APTOMO_TOMO_PROJECT_INT_H
+
+#include "aptomo/error.h"
+
+typedef struct apt_proj_angle {
+    int zmajor;      /* |cos| >= |sin|: march along z, interpolate along x; else march x, interpolate z */
+    double ia;       /* 1/cos (z-major) or 1/sin (x-major): slope of f in detector pixels */
+    double b0, db;   /* f offset at marching index m: b0 + m db */
+    double len;      /* path length per marching step = |ia| */
+} apt_proj_angle;
+
+typedef struct apt_proj_shape {
+    int Z, Y, X, U;
+} apt_proj_shape;
+
+/* CUDA twin (project_cuda.cu; project_cuda_nocuda.c answers APT_ENODEV). Host arrays in and out; angles idx[n]. */
+int apt_proj_cuda_usable(void);
+int apt_proj_cuda_forward(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
+                          const float *vol, float *sino, apt_error *err);
+int apt_proj_cuda_back(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
+                       const float *sino, float *vol, apt_error *err);
+
+#endif
