@@ -33,6 +33,11 @@ typedef struct aptd_settings {
     char control_endpoint[256];
     int n_star, publish_every;
     char storage_dir[1024];
+    char model_weights[1024];   /* "" = no network: the Approximant is the volume */
+    int model_batch;
+    char reference[1024];       /* tomo.reference, "" = none */
+    double converge_pcc;
+    int converge_updates;
     int spool_frames;
     int log_level;              /* APT_LOG_* */
     /* physics: probe NULL = reconstruction off (angles are only reported) */

@@ -14,6 +14,7 @@
 #include "aptomo/geometry.h"
 #include "aptomo/scanmeta.h"
 #include "aptomo/stream.h"
+#include "aptomo/volume.h"
 #include "pool.h"
 #include "queue.h"
 
@@ -70,6 +71,7 @@ typedef struct aptd_angle {
     uint64_t frames_received, frames_dropped, dup, undecodable, nopos, overflow;
     char reason[16];
     double seconds_acquire;
+    int finalize;                     /* not an angle: "refine the Approximant now" (control finalize) */
 } aptd_angle;
 
 typedef struct aptd_pending_meta {
@@ -79,6 +81,14 @@ typedef struct aptd_pending_meta {
 
 #define APTD_MAX_PENDING_META 64
 #define APTD_MAX_ANGLES 100000
+
+typedef struct aptd_refine_req aptd_refine_req;
+
+/* The refinement worker's own state. */
+typedef struct aptd_refine_state {
+    apt_volume prev;                  /* last published volume (change metrics) */
+    int unchanged, stop_n_star, stop_converged;
+} aptd_refine_state;
 
 /* The reconstruction worker's own state (touched by that thread only). */
 typedef struct aptd_recon_state {
@@ -107,6 +117,13 @@ struct aptd {
     aptd_queue *decode_q, *spool_q, *recon_q, *pub_q;
     aptd_pool *patterns;              /* crop*crop float buffers, recycled across angles */
     aptd_recon_state rs;
+    aptd_queue *refine_q;
+    pthread_t refiner;
+    int refine_running;
+    aptd_refine_state refine;
+    struct apt_nn_model *model;       /* NULL without model.weights */
+    int patch[3], scale[3];           /* network input patch, output/input scale */
+    apt_volume reference;             /* tomo.reference, data NULL if none */
     atomic_int reset_requested;       /* control -> reconstruction worker */
     /* assembly state */
     pthread_mutex_t mu;
@@ -156,6 +173,12 @@ int aptd_recon_start(aptd *d, apt_error *err);
 void aptd_recon_stop(aptd *d);
 void aptd_angle_free(aptd *d, aptd_angle **a);
 void aptd_recon_free(aptd *d);
+/* refine.c */
+int aptd_refine_start(aptd *d, apt_error *err);
+void aptd_refine_stop(aptd *d);
+/* Queue a copy of the Approximant for refinement (never blocks for long: the worker keeps only the newest). */
+void aptd_refine_request(aptd *d, const float *vol, const apt_grid3 *g, int angles, const double *theta,
+                         size_t n_theta, const char *why);
 /* publish.c */
 int aptd_publish_start(aptd *d, apt_error *err);
 void aptd_publish_stop(aptd *d);

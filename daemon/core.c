@@ -36,6 +36,9 @@ void aptd_settings_default(aptd_settings *s)
     snprintf(s->control_endpoint, sizeof s->control_endpoint, "tcp://127.0.0.1:9997");
     s->n_star = 29;
     s->publish_every = 4;
+    s->model_batch = 1;
+    s->converge_pcc = 0.999;
+    s->converge_updates = 3;
     snprintf(s->storage_dir, sizeof s->storage_dir, "/var/lib/aptomo");
     s->log_level = APT_LOG_INFO;
 }
@@ -70,6 +73,7 @@ static void free_all(aptd *d)
     aptd_queue_destroy(&d->spool_q);
     aptd_queue_destroy(&d->recon_q);
     aptd_queue_destroy(&d->pub_q);
+    aptd_queue_destroy(&d->refine_q);
     aptd_pool_destroy(&d->patterns);
     aptd_recon_free(d);
     for (int i = 0; i < d->n_pending; i++)
@@ -95,11 +99,12 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
     d->decode_q = aptd_queue_new((size_t)(s->queue_frames > 0 ? s->queue_frames : 1));
     d->recon_q = aptd_queue_new(64);
     d->pub_q = aptd_queue_new(1024);
+    d->refine_q = aptd_queue_new(4);
     d->patterns = aptd_pool_new((size_t)s->crop * s->crop * sizeof(float), APTD_POOL_CACHE_BYTES);
     d->have_spool = s->spool_frames;
     if (d->have_spool)
         d->spool_q = aptd_queue_new((size_t)(s->queue_frames > 0 ? s->queue_frames : 1));
-    if (!d->zctx || !d->decode_q || !d->recon_q || !d->pub_q || !d->patterns || (d->have_spool && !d->spool_q)) {
+    if (!d->zctx || !d->decode_q || !d->recon_q || !d->pub_q || !d->refine_q || !d->patterns || (d->have_spool && !d->spool_q)) {
         free_all(d);
         return apt_err(err, APT_ENOMEM, "out of memory");
     }
@@ -109,6 +114,8 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
         apt_err_prefix(err, rc, "storage.dir: ");
     if (!rc)
         rc = aptd_publish_start(d, err);
+    if (!rc)
+        rc = aptd_refine_start(d, err);
     if (!rc)
         rc = aptd_recon_start(d, err);
     if (!rc && d->have_spool)
@@ -217,7 +224,14 @@ static void control_handle(aptd *d)
         apt_info("control: reset, a new tomographic scan starts");
         reply = json_pack("{s:b}", "ok", 1);
     } else if (!strcmp(cmd, "finalize")) {
-        reply = fail("finalize needs the refinement network (model.weights), not available in this build yet");
+        aptd_angle *fin = calloc(1, sizeof *fin);
+        if (!d->rs.ctx)
+            reply = fail("physics.reconstruct is off: there is no Approximant to refine");
+        else if (!fin || (fin->finalize = 1, aptd_queue_try_push(d->recon_q, fin)) != 0)
+            reply = fail("reconstruction queue full, try again");
+        else
+            fin = NULL, reply = json_pack("{s:b,s:s}", "ok", 1, "note", "volume follows on the results stream");
+        free(fin);
     } else {
         reply = fail("unknown cmd (status, reset, set, finalize, shutdown)");
     }
@@ -270,6 +284,7 @@ void aptd_stop(aptd **dp)
         aptd_spool_stop(d);
     if (d->recon_running)
         aptd_recon_stop(d);
+    aptd_refine_stop(d);
     if (d->pub) {
         atomic_store(&d->state, APTD_IDLE);
         aptd_publish_status(d);

@@ -110,6 +110,14 @@ static void publish_approximant(aptd *d, aptd_recon_state *r)
 
 static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
 {
+    if (a->finalize) { /* control: refine what we have now */
+        if (r->approx && apt_approx_angles(r->approx) > 0 && !apt_approx_get(r->approx, r->volume, NULL))
+            aptd_refine_request(d, r->volume, apt_approx_grid(r->approx), apt_approx_angles(r->approx), r->theta,
+                                r->n_theta, "finalize");
+        else
+            apt_warn("finalize: no angle in the Approximant yet");
+        return;
+    }
     double t0 = aptd_now(), counts = mean_counts(a);
     if (atomic_exchange(&d->reset_requested, 0)) {
         apt_approx_reset(r->approx);
@@ -147,6 +155,10 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
     publish_angle(d, a, &res, aptd_now() - t0, counts);
     apt_angle_result_free(&res);
     publish_approximant(d, r);
+    int n = apt_approx_angles(r->approx);
+    if (n >= d->s.n_star && (n - d->s.n_star) % (d->s.publish_every > 0 ? d->s.publish_every : 1) == 0)
+        aptd_refine_request(d, r->volume, apt_approx_grid(r->approx), n, r->theta, r->n_theta,
+                            n == d->s.n_star ? "n_star" : "update");
 }
 
 static void *recon_main(void *arg)

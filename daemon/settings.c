@@ -58,6 +58,11 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->n_star = (int)apt_config_int(cfg, "tomo.n_star", err);
     s->publish_every = (int)apt_config_int(cfg, "tomo.publish_every", err);
     COPY_STR(s->storage_dir, "storage.dir");
+    COPY_STR(s->model_weights, "model.weights");
+    s->model_batch = (int)apt_config_int(cfg, "model.batch", err);
+    COPY_STR(s->reference, "tomo.reference");
+    s->converge_pcc = apt_config_float(cfg, "tomo.converge_pcc", err);
+    s->converge_updates = (int)apt_config_int(cfg, "tomo.converge_updates", err);
     s->spool_frames = apt_config_bool(cfg, "storage.spool_frames", err);
     s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
     if (s->log_level < 0)

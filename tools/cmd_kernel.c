@@ -1,7 +1,7 @@
 /* cmd_kernel.c - `aptomo kernel <name> ...`: stable, scriptable entry points to single library kernels, so tests and
- * external cross-checks (PyTorch, numpy) drive exactly the code the daemon runs. Today: ptycho-grad (loss and object
- * gradient of the multislice mixed-state model). Every shape is read and bounded before anything is allocated; bad
- * input exits 2 naming the dataset or attribute at fault. */
+ * external cross-checks (PyTorch, numpy) drive exactly the code the daemon runs: ptycho-grad (loss and object
+ * gradient of the multislice mixed-state model) here, nn-forward and nn-init in kernel_nn.c. Every shape is read and
+ * bounded before anything is allocated; bad input exits 2 naming the dataset or attribute at fault. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include "aptomo/ptycho.h"
 #include "cli.h"
 #include "io/h5io.h"
+#include "kernel.h"
 
 #define KERNEL_MAX_POSITIONS ((hsize_t)1 << 24)
 #define KERNEL_MAX_FRAME_ELEMS ((hsize_t)1 << 31) /* J * H * W floats */
@@ -255,6 +256,11 @@ int cmd_kernel(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "ptycho-grad"))
         return kernel_ptycho_grad(argc - 1, argv + 1);
-    fprintf(stderr, "usage: aptomo kernel ptycho-grad IN.h5 OUT.h5   (stable kernels for scripts and cross-checks)\n");
+    if (argc >= 2 && !strcmp(argv[1], "nn-forward"))
+        return kernel_nn_forward(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "nn-init"))
+        return kernel_nn_init(argc - 1, argv + 1);
+    fprintf(stderr, "usage: aptomo kernel ptycho-grad|nn-forward|nn-init ...   (stable kernels for scripts and "
+                    "cross-checks)\n");
     return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? CLI_OK : CLI_USAGE;
 }

@@ -1,0 +1,127 @@
+/* cmd_infer.c - `aptomo infer --weights W in.h5 -o out.h5`: the refinement network over a whole volume, tiled into
+ * the arch's input patches with 50 % overlap and stitched seam-free (src/nn/tile.c), input normalised as the weights
+ * say, progress bar, Data Exchange output carrying the weights' id. The daemon's refinement uses the same pieces. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aptomo/nn.h"
+#include "aptomo/preview.h"
+#include "aptomo/tile.h"
+#include "aptomo/volume.h"
+#include "cli.h"
+
+typedef struct infer_ctx {
+    apt_nn_model *m;
+    int p[3];
+} infer_ctx;
+
+static int forward(void *ctx, const float *x, int B, float *y, apt_error *err)
+{
+    infer_ctx *c = ctx;
+    return apt_nn_forward(c->m, x, B, c->p[0], c->p[1], c->p[2], y, err);
+}
+
+static void progress(void *ctx, size_t done, size_t total)
+{
+    cli_progress *p = ctx;
+    p->total = total;
+    cli_progress_update(p, done);
+}
+
+int cmd_infer(int argc, char **argv)
+{
+    const char *weights = NULL, *in = NULL, *out = NULL, *png = NULL, *dataset = NULL;
+    uint64_t batch = 1, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: aptomo infer --weights W.safetensors IN.h5 -o OUT.h5 [--dataset PATH] [--batch B]\n"
+                   "                    [--threads T] [--png P.png]\n"
+                   "Refines a volume (default /exchange/approximant if present, else /exchange/data) with the\n"
+                   "network: patches of the arch's input size, 50%% overlap, reflection padding, seam-free\n"
+                   "stitching. --batch bounds memory (patches per call).\n");
+            return CLI_OK;
+        } else if (a[0] != '-' && !in) {
+            in = a;
+        } else if (!v) {
+            fprintf(stderr, "infer: %s needs a value\n", a);
+            return CLI_USAGE;
+        } else if (!strcmp(a, "--weights")) {
+            weights = v, i++;
+        } else if (!strcmp(a, "-o")) {
+            out = v, i++;
+        } else if (!strcmp(a, "--png")) {
+            png = v, i++;
+        } else if (!strcmp(a, "--dataset")) {
+            dataset = v, i++;
+        } else if (!strcmp(a, "--batch") && !cli_parse_u64(v, &batch) && batch >= 1 && batch <= 256) {
+            i++;
+        } else if (!strcmp(a, "--threads") && !cli_parse_u64(v, &threads) && threads <= 256) {
+            i++;
+        } else {
+            fprintf(stderr, "infer: bad argument '%s'\n", a);
+            return CLI_USAGE;
+        }
+    }
+    if (!weights || !in || !out) {
+        fprintf(stderr, "infer: need --weights W, an input volume and -o OUT.h5\n");
+        return CLI_USAGE;
+    }
+    apt_error err = {0};
+    infer_ctx c = {0};
+    apt_volume vin = {0}, vout = {0};
+    int rc = CLI_USAGE;
+    int scale[3];
+    if (apt_nn_load(weights, (int)threads, &c.m, &err) || apt_nn_patch_shape(c.m, c.p, scale, &err)) {
+        fprintf(stderr, "infer: %s\n", err.msg);
+        goto out;
+    }
+    if (!dataset) /* a result file carries both; the Approximant is the network's input */
+        dataset = apt_volume_read(in, "/exchange/approximant", &vin, NULL) == APT_OK ? NULL : "/exchange/data";
+    if (dataset && apt_volume_read(in, dataset, &vin, &err)) {
+        fprintf(stderr, "infer: %s\n", err.msg);
+        goto out;
+    }
+    double mean, std;
+    apt_nn_input_norm(c.m, &mean, &std);
+    apt_tile_spec sp = {c.p[0], c.p[1], c.p[2], scale[0], scale[1], scale[2], (int)batch, mean, std};
+    vout = (apt_volume){vin.Z * sp.fz, vin.Y * sp.fy, vin.X * sp.fx,
+                        {vin.voxel_m[0] / sp.fz, vin.voxel_m[1] / sp.fy, vin.voxel_m[2] / sp.fx}, NULL};
+    vout.data = malloc((size_t)vout.Z * vout.Y * vout.X * sizeof(float));
+    if (!vout.data) {
+        fprintf(stderr, "infer: out of memory for a %dx%dx%d volume\n", vout.Z, vout.Y, vout.X);
+        rc = CLI_FAIL;
+        goto out;
+    }
+    cli_progress prog;
+    cli_progress_start(&prog, "infer", 1);
+    double t0 = cli_now();
+    if (apt_tile_run(vin.data, vin.Z, vin.Y, vin.X, &sp, forward, &c, progress, &prog, vout.data, &err)) {
+        fprintf(stderr, "infer: %s\n", err.msg);
+        rc = CLI_FAIL;
+        goto out;
+    }
+    cli_progress_end(&prog);
+    double secs = cli_now() - t0;
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "weights: \"%s\"\nweights_id: \"%s\"\ninput: \"%s\"\n", weights,
+             apt_nn_weights_id(c.m), in);
+    apt_result res = {&vout, &vin, NULL, 0, cfg, NULL, NULL, 0};
+    if (apt_result_write(out, &res, &err) ||
+        (png && apt_preview_write(png, (const apt_volume *[]){&vout, &vin},
+                                  (const char *[]){"refined", "input"}, 2, "aptomo infer", &err))) {
+        fprintf(stderr, "infer: %s\n", err.msg);
+        rc = CLI_FAIL;
+        goto out;
+    }
+    printf("{\"output\":\"%s\",\"shape\":[%d,%d,%d],\"patch\":[%d,%d,%d],\"weights_id\":\"%s\",\"seconds\":%.3f,"
+           "\"voxels_per_s\":%.4g}\n", out, vout.Z, vout.Y, vout.X, c.p[0], c.p[1], c.p[2], apt_nn_weights_id(c.m),
+           secs, (double)vout.Z * vout.Y * vout.X / secs);
+    rc = CLI_OK;
+out:
+    apt_volume_free(&vin);
+    apt_volume_free(&vout);
+    apt_nn_destroy(&c.m);
+    return rc;
+}

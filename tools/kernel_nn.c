@@ -1,0 +1,228 @@
+/* kernel_nn.c - `aptomo kernel nn-forward` (eval-mode forward of /x [B,1,Z,Y,X] -> /y, the exact library path that
+ * aptomo infer and the daemon run) and `aptomo kernel nn-init` (random weights for an arch, written by our
+ * safetensors writer: the PyTorch reference in tests/ must load them with strict=True). */
+#include <hdf5.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aptomo/nn.h"
+#include "aptomo/safetensors.h"
+#include "aptomo/sim.h"
+#include "cli.h"
+#include "io/h5io.h"
+#include "kernel.h"
+
+#define NN_MAX_IN_ELEMS ((hsize_t)1 << 30)
+
+static int read_x(const char *fname, float **x, hsize_t d[5], apt_error *err)
+{
+    hid_t f = H5Fopen(fname, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return apt_h5io_fail(err, APT_EINVAL, "%s: cannot open as HDF5", fname);
+    hid_t ds = apt_h5io_open(f, fname, "/x", err);
+    int rc = ds < 0 ? (int)ds : apt_h5io_shape(ds, fname, "/x", 5, NULL, d, err);
+    if (!rc)
+        rc = apt_h5io_need_float(ds, fname, "/x", err);
+    if (!rc && d[1] != 1)
+        rc = apt_err(err, APT_EINVAL, "%s: /x: expected [B, 1, Z, Y, X], channel extent is %llu", fname,
+                     (unsigned long long)d[1]);
+    hsize_t n = 1;
+    for (int i = 0; !rc && i < 5; i++) {
+        if (d[i] == 0 || d[i] > 65536)
+            rc = apt_err(err, APT_ERANGE, "%s: /x: dimension %d = %llu out of [1, 65536]", fname, i,
+                         (unsigned long long)d[i]);
+        n *= d[i];
+    }
+    if (!rc && n > NN_MAX_IN_ELEMS)
+        rc = apt_err(err, APT_ERANGE, "%s: /x: more than %llu values", fname, (unsigned long long)NN_MAX_IN_ELEMS);
+    if (!rc && !(*x = malloc(n * sizeof(float))))
+        rc = apt_err(err, APT_ENOMEM, "%s: out of memory for /x", fname);
+    if (!rc && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0)
+        rc = apt_h5io_fail(err, APT_EINVAL, "%s: /x: read failed", fname);
+    for (hsize_t i = 0; !rc && i < n; i++)
+        if (!isfinite((*x)[i]))
+            rc = apt_err(err, APT_EINVAL, "%s: /x: non-finite value at element %llu", fname, (unsigned long long)i);
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Fclose(f);
+    return rc;
+}
+
+int kernel_nn_forward(int argc, char **argv)
+{
+    int threads = 0;
+    const char *paths[3] = {0}, *backend = NULL;
+    int np = 0;
+    for (int i = 1; i < argc; i++) {
+        uint64_t v;
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &v) && v <= 64) {
+            threads = (int)v;
+            i++;
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            backend = argv[++i];
+        } else if (argv[i][0] != '-' && np < 3) {
+            paths[np++] = argv[i];
+        } else {
+            np = -1;
+            break;
+        }
+    }
+    if (np != 3) {
+        fprintf(stderr, "usage: aptomo kernel nn-forward [--threads N] [--backend cpu|gpu|auto] W.safetensors IN.h5 "
+                        "OUT.h5\n  IN: /x float [B,1,Z,Y,X] (already normalised).  OUT: /y float32 [B,1,Z',Y',X'] "
+                        "(eval-mode forward of NETWORK.md).\n");
+        return CLI_USAGE;
+    }
+    apt_h5io_quiet();
+    apt_error err = {0};
+    apt_nn_model *m = NULL;
+    int rc = apt_nn_load_backend(paths[0], threads, backend, &m, &err);
+    if (rc) {
+        fprintf(stderr, "aptomo kernel nn-forward: %s\n", err.msg);
+        return rc == APT_ENOMEM || rc == APT_EIO || rc == APT_ENODEV ? CLI_FAIL : CLI_USAGE;
+    }
+    float *x = NULL, *y = NULL;
+    hsize_t d[5];
+    int oz, oy, ox, bad = 1;
+    rc = read_x(paths[1], &x, d, &err);
+    if (!rc && (rc = apt_nn_output_shape(m, (int)d[2], (int)d[3], (int)d[4], &oz, &oy, &ox, &err)) != APT_OK)
+        apt_err_prefix(&err, rc, "%s: /x: ", paths[1]);
+    if (!rc) {
+        bad = 0;
+        size_t ny = (size_t)d[0] * oz * oy * ox;
+        if (!(y = malloc(ny * sizeof(float))))
+            rc = apt_err(&err, APT_ENOMEM, "out of memory for /y");
+    }
+    if (!rc)
+        rc = apt_nn_forward(m, x, (int)d[0], (int)d[2], (int)d[3], (int)d[4], y, &err);
+    if (!rc) {
+        hid_t f = H5Fcreate(paths[2], H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t yd[5] = {d[0], 1, (hsize_t)oz, (hsize_t)oy, (hsize_t)ox};
+        if (f < 0)
+            rc = apt_h5io_fail(&err, APT_EIO, "%s: cannot create", paths[2]);
+        if (!rc)
+            rc = apt_h5io_write(f, "/y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 5, yd, y, &err);
+        if (!rc)
+            rc = apt_h5io_attr_str(f, "weights_id", apt_nn_weights_id(m), &err);
+        if (f >= 0 && H5Fclose(f) < 0 && !rc)
+            rc = apt_h5io_fail(&err, APT_EIO, "%s: close failed", paths[2]);
+    }
+    if (rc)
+        fprintf(stderr, "aptomo kernel nn-forward: %s\n", err.msg);
+    free(x);
+    free(y);
+    apt_nn_destroy(&m);
+    return rc ? (bad && rc != APT_ENOMEM ? CLI_USAGE : CLI_FAIL) : CLI_OK;
+}
+
+/* ---- nn-init ---- */
+
+typedef struct init_ctx {
+    apt_st_writer *w;
+    apt_sim_rng rng;
+    void **bufs;
+    size_t n, cap;
+    apt_error *err;
+} init_ctx;
+
+static int init_tensor(const char *name, apt_nn_kind kind, int rank, const long long *shape, void *user)
+{
+    init_ctx *c = user;
+    size_t count = 1;
+    int64_t sh[8];
+    for (int i = 0; i < rank; i++)
+        count *= (size_t)shape[i], sh[i] = shape[i];
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? 2 * c->cap : 128;
+        void **nb = realloc(c->bufs, nc * sizeof(*nb));
+        if (!nb)
+            return apt_err(c->err, APT_ENOMEM, "out of memory");
+        c->bufs = nb, c->cap = nc;
+    }
+    void *buf = calloc(count ? count : 1, 8);
+    if (!buf)
+        return apt_err(c->err, APT_ENOMEM, "out of memory for %s", name);
+    c->bufs[c->n++] = buf;
+    float *f = buf;
+    double fan_in = rank >= 2 ? (double)count / (double)shape[0] : 1;
+    for (size_t i = 0; i < count && kind != APT_NN_BN_COUNT; i++) {
+        switch (kind) {
+        case APT_NN_CONV: /* kaiming_normal_(mode=fan_in, nonlinearity=relu) */
+            f[i] = (float)(apt_sim_rng_normal(&c->rng) * sqrt(2.0 / fan_in));
+            break;
+        case APT_NN_BN_WEIGHT: f[i] = 1.0f; break;
+        case APT_NN_BN_BIAS: f[i] = 0.0f; break;
+        case APT_NN_BN_MEAN: f[i] = (float)(0.1 * apt_sim_rng_normal(&c->rng)); break;
+        case APT_NN_BN_VAR: f[i] = (float)(0.75 + 0.5 * apt_sim_rng_uniform(&c->rng)); break;
+        case APT_NN_RELATIVE: /* Axial-DeepLab: normal, std sqrt(1 / group planes) */
+            f[i] = (float)(apt_sim_rng_normal(&c->rng) * sqrt(2.0 / (double)shape[0]));
+            break;
+        default: break;
+        }
+    }
+    return apt_st_writer_add(c->w, name, kind == APT_NN_BN_COUNT ? APT_ST_I64 : APT_ST_F32, rank, sh, buf, c->err);
+}
+
+int kernel_nn_init(int argc, char **argv)
+{
+    const char *arch_path = NULL, *out = NULL, *input = NULL;
+    uint64_t seed = 0;
+    int ok = 1;
+    for (int i = 1; i < argc && ok; i++) {
+        if (!strcmp(argv[i], "--arch") && i + 1 < argc)
+            arch_path = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+            ok = !cli_parse_u64(argv[++i], &seed);
+        else if (!strcmp(argv[i], "--input") && i + 1 < argc)
+            input = argv[++i];
+        else if (argv[i][0] != '-' && !out)
+            out = argv[i];
+        else
+            ok = 0;
+    }
+    if (!ok || !arch_path || !out) {
+        fprintf(stderr, "usage: aptomo kernel nn-init --arch ARCH.json [--seed S] [--input '{\"mean\":M,\"std\":S}'] "
+                        "OUT.safetensors\n  random weights (Kaiming-normal convs, BN weight 1 bias 0, running stats "
+                        "near 0/1, random relative embeddings)\n");
+        return CLI_USAGE;
+    }
+    json_error_t je;
+    json_t *arch = json_load_file(arch_path, 0, &je);
+    if (!arch) {
+        fprintf(stderr, "aptomo kernel nn-init: %s: line %d: %s\n", arch_path, je.line, je.text);
+        return CLI_USAGE;
+    }
+    char *text = json_dumps(arch, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(arch);
+    apt_error err = {0};
+    init_ctx c = {.err = &err};
+    apt_sim_rng_seed(&c.rng, seed, 6);
+    int rc = text ? apt_st_writer_new(&c.w, &err) : apt_err(&err, APT_ENOMEM, "out of memory");
+    if (!rc)
+        rc = apt_nn_arch_tensors(text, init_tensor, &c, &err);
+    int bad = rc == APT_EINVAL;
+    if (!rc)
+        rc = apt_st_writer_meta(c.w, "aptomo.arch", text, &err);
+    if (!rc && input) {
+        json_t *in = json_loads(input, 0, &je);
+        if (!json_is_object(in) || (json_object_get(in, "mean") && !json_is_number(json_object_get(in, "mean"))) ||
+            (json_object_get(in, "std") && !(json_number_value(json_object_get(in, "std")) > 0)))
+            rc = apt_err(&err, APT_EINVAL, "--input: expected {\"mean\": number, \"std\": number > 0}"), bad = 1;
+        json_decref(in);
+        if (!rc)
+            rc = apt_st_writer_meta(c.w, "aptomo.input", input, &err);
+    }
+    if (!rc)
+        rc = apt_st_writer_save(c.w, out, &err);
+    if (rc)
+        fprintf(stderr, "aptomo kernel nn-init: %s: %s\n", bad ? arch_path : out, err.msg);
+    apt_st_writer_destroy(&c.w);
+    for (size_t i = 0; i < c.n; i++)
+        free(c.bufs[i]);
+    free(c.bufs);
+    free(text);
+    return rc ? (bad ? CLI_USAGE : CLI_FAIL) : CLI_OK;
+}
