@@ -7,5 +7,7 @@
 int bench_ptycho(int argc, char **argv);
 /* `aptomo bench tomo`: FBP and SART vs scikit-image's iradon / iradon_sart on the same sinograms. */
 int bench_tomo(int argc, char **argv);
+/* `aptomo bench nn`: network forward voxels/s, demo and full-size arch, vs PyTorch CPU on the same weights. */
+int bench_nn(int argc, char **argv);
 
 #endif

@@ -356,6 +356,8 @@ int cmd_bench(int argc, char **argv)
         return bench_ptycho(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "tomo"))
         return bench_tomo(argc - 1, argv + 1);
-    fprintf(stderr, "usage: aptomo bench ingest|ptycho|tomo [options]   (one JSON line per measurement)\n");
+    if (argc >= 2 && !strcmp(argv[1], "nn"))
+        return bench_nn(argc - 1, argv + 1);
+    fprintf(stderr, "usage: aptomo bench ingest|ptycho|tomo|nn [options]   (one JSON line per measurement)\n");
     return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? CLI_OK : CLI_USAGE;
 }

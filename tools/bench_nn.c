@@ -1,0 +1,137 @@
+/* bench_nn.c - `aptomo bench nn`: eval-mode forward throughput (output voxels/s) of the network on one patch, for
+ * the demo arch and the full-size arch of shared/NETWORK.md, next to PyTorch CPU running the same weights on the
+ * same input in the same run (tests/nn_torch.py, the test suite's reference implementation, through Debian's
+ * python3). Random weights (`kernel nn-init`): speed does not depend on their values. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aptomo/nn.h"
+#include "bench.h"
+#include "cli.h"
+#include "kernel.h"
+
+static const char *ARCH_DEMO =
+    "{\"stem\":8,\"stem_stride\":[2,1,1],\"stages\":[{\"f0\":8,\"f1\":16,\"blocks\":1,\"stride\":1},"
+    "{\"f0\":16,\"f1\":32,\"blocks\":1,\"stride\":2},{\"f0\":32,\"f1\":64,\"blocks\":1,\"stride\":2}],"
+    "\"axial\":{\"planes\":64,\"heads\":4,\"out\":64,\"size\":[4,6,6]},\"decoder\":[32,16,8]}";
+static const char *ARCH_FULL =
+    "{\"stem\":32,\"stem_stride\":[2,1,1],\"stages\":[{\"f0\":32,\"f1\":128,\"blocks\":3,\"stride\":1},"
+    "{\"f0\":64,\"f1\":256,\"blocks\":4,\"stride\":2},{\"f0\":128,\"f1\":512,\"blocks\":6,\"stride\":2}],"
+    "\"axial\":{\"planes\":1024,\"heads\":8,\"out\":2048,\"size\":[35,16,16]},\"decoder\":[256,128,64]}";
+
+static const char *source_dir(void)
+{
+    const char *s = getenv("APTOMO_SRC");
+    return s && *s ? s : APTOMO_SOURCE_DIR;
+}
+
+/* PyTorch on the same weights and input: prints the best forward time in seconds. */
+static double torch_seconds(const char *arch_path, const char *weights, const char *input, int p[3], int reps)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 - 2>/dev/null <<'EOF'\n"
+             "import json, sys, time, numpy as np, torch\n"
+             "sys.path.insert(0, '%s/tests')\n"
+             "import nn_torch\n"
+             "torch.set_num_threads(%ld)\n"
+             "arch = json.load(open('%s'))\n"
+             "m = nn_torch.APTNet(arch); sd, meta = nn_torch.st_load('%s'); m.load_state_dict(sd, strict=False)\n"
+             "m.eval()\n"
+             "x = torch.from_numpy(np.fromfile('%s', 'f4').reshape(1, 1, %d, %d, %d))\n"
+             "best = 1e30\n"
+             "with torch.no_grad():\n"
+             "    m(x)\n"
+             "    for _ in range(%d):\n"
+             "        t = time.perf_counter(); m(x); best = min(best, time.perf_counter() - t)\n"
+             "print(best)\n"
+             "EOF",
+             source_dir(), sysconf(_SC_NPROCESSORS_ONLN), arch_path, weights, input, p[0], p[1], p[2], reps);
+    FILE *f = popen(cmd, "r");
+    double s = NAN;
+    if (f) {
+        if (fscanf(f, "%lf", &s) != 1)
+            s = NAN;
+        pclose(f);
+    }
+    return s;
+}
+
+static int bench_arch(const char *name, const char *arch, int reps, const char *dir)
+{
+    char arch_path[512], w[512], in[512];
+    snprintf(arch_path, sizeof arch_path, "%s/%s.json", dir, name);
+    snprintf(w, sizeof w, "%s/%s.safetensors", dir, name);
+    snprintf(in, sizeof in, "%s/%s.x", dir, name);
+    if (cli_write_file(arch_path, arch, strlen(arch)))
+        return CLI_FAIL;
+    char *init_argv[] = {"nn-init", "--arch", arch_path, "--seed", "1", w, NULL};
+    if (kernel_nn_init(6, init_argv) != 0)
+        return CLI_FAIL;
+    apt_nn_model *m = NULL;
+    apt_error err = {0};
+    int p[3], sc[3];
+    if (apt_nn_load(w, 0, &m, &err) || apt_nn_patch_shape(m, p, sc, &err)) {
+        fprintf(stderr, "bench nn: %s\n", err.msg);
+        apt_nn_destroy(&m);
+        return CLI_FAIL;
+    }
+    size_t nin = (size_t)p[0] * p[1] * p[2], nout = nin * sc[0] * sc[1] * sc[2];
+    float *x = malloc(nin * sizeof *x), *y = malloc(nout * sizeof *y);
+    for (size_t i = 0; i < nin; i++)
+        x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    cli_write_file(in, x, nin * sizeof *x);
+    double best = 1e30, t0 = cli_now();
+    int rc = apt_nn_forward(m, x, 1, p[0], p[1], p[2], y, &err); /* plans the primitives */
+    double first = cli_now() - t0;
+    for (int r = 0; !rc && r < reps; r++) {
+        t0 = cli_now();
+        rc = apt_nn_forward(m, x, 1, p[0], p[1], p[2], y, &err);
+        double t = cli_now() - t0;
+        best = t < best ? t : best;
+    }
+    if (rc) {
+        fprintf(stderr, "bench nn: %s\n", err.msg);
+    } else {
+        double ts = torch_seconds(arch_path, w, in, p, reps);
+        printf("{\"bench\":\"nn\",\"arch\":\"%s\",\"backend\":\"%s\",\"patch\":[%d,%d,%d],\"output_voxels\":%zu,"
+               "\"seconds\":%.4f,\"first_call_seconds\":%.4f,\"voxels_per_s\":%.4g,\"torch_seconds\":%.4f,"
+               "\"torch_voxels_per_s\":%.4g,\"speedup_vs_torch\":%.2f,\"paper_voxels_per_s\":1.3e7}\n",
+               name, apt_nn_backend_name(m), p[0], p[1], p[2], nout, best, first, (double)nout / best, ts,
+               (double)nout / ts, ts / best);
+        fflush(stdout);
+    }
+    unlink(arch_path);
+    unlink(w);
+    unlink(in);
+    free(x);
+    free(y);
+    apt_nn_destroy(&m);
+    return rc ? CLI_FAIL : CLI_OK;
+}
+
+int bench_nn(int argc, char **argv)
+{
+    uint64_t reps = 3;
+    int full = 1;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &reps) && reps > 0)
+            i++;
+        else if (!strcmp(argv[i], "--no-full"))
+            full = 0;
+        else {
+            fprintf(stderr, "usage: aptomo bench nn [--reps R] [--no-full]\n");
+            return CLI_USAGE;
+        }
+    char dir[] = "/tmp/aptomo-bench-nn-XXXXXX";
+    if (!mkdtemp(dir))
+        return CLI_FAIL;
+    int rc = bench_arch("demo", ARCH_DEMO, (int)reps, dir);
+    if (rc == CLI_OK && full)
+        rc = bench_arch("full", ARCH_FULL, reps > 1 ? 1 : (int)reps, dir);
+    rmdir(dir);
+    return rc;
+}
