@@ -21,8 +21,8 @@ DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null || true' EXIT
 sleep 0.5
 
-echo "== 3. aptomo watch (results stream) until the Approximant holds all 8 angles"
-$APTOMO watch tcp://127.0.0.1:19998 --until approximant --until-count 8 --timeout 600 > "$OUT/watch.log" &
+echo "== 3. aptomo watch (results stream) until the beamline is told to stop (N* = 8 angles)"
+$APTOMO watch tcp://127.0.0.1:19998 --until stop --until-count 1 --timeout 600 > "$OUT/watch.log" &
 WATCH=$!
 sleep 0.3
 
@@ -69,15 +69,12 @@ PYEOF
 echo "== 7. results: Approximant vs ground truth"
 $APTOMO preview "$OUT/live/approximant.h5" "$OUT/scan.h5:/entry/sample/ground_truth" -o "$OUT/approximant_vs_truth.png" \
     --title "aptomod live Approximant (top) vs ground truth delta (bottom)" > /dev/null
-$PY - "$OUT" <<'PYEOF'
-import sys
-import h5py, numpy as np
-out = sys.argv[1]
-with h5py.File(f"{out}/live/approximant.h5", "r") as f, h5py.File(f"{out}/scan.h5", "r") as s:
-    a, t = f["exchange/data"][()].ravel(), s["entry/sample/ground_truth"][()].ravel()
-    a, t = a - a.mean(), t - t.mean()
-    print(f"   {len(f['exchange/theta'])} angles, volume {f['exchange/data'].shape}, "
-          f"PCC vs ground truth {float((a * t).sum() / np.sqrt((a * a).sum() * (t * t).sum())):.3f}")
-PYEOF
-echo "   files: $OUT/live/approximant.h5, $OUT/live/approximant.png, $OUT/approximant_vs_truth.png"
+$APTOMO metrics "$OUT/live/approximant.h5" "$OUT/scan.h5" --ref-dataset /entry/sample/ground_truth \
+    > "$OUT/metrics.json"
+$PY -c 'import json, sys; m = json.load(open(sys.argv[1])); print("   Approximant vs ground truth: " + ", ".join(
+    "%s %.3f" % (k, m[k]) for k in ("pcc", "ms_ssim", "dsc", "ber", "fsc_threshold_px") if m.get(k) is not None))' \
+    "$OUT/metrics.json"
+grep -E '^(stop|volume)' "$OUT/watch.log" | cut -c1-150 | sed 's/^/   /' || true
+echo "   files: $OUT/live/approximant.h5, $OUT/live/approximant.png, $OUT/live/volume.h5, $OUT/live/volume.png,"
+echo "          $OUT/approximant_vs_truth.png, $OUT/metrics.json"
 echo "== demo done: $OUT (scan.h5, live/, aptomod.log, watch.log, replay.json)"
