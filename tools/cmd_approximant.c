@@ -72,48 +72,6 @@ static int parse(int argc, char **argv, approx_opts *o)
     return o->scan && o->out ? 0 : -1;
 }
 
-/* Frames of angle idx as crop x crop float patterns (gap pixels -1), cropped around the beam centre. */
-static int load_patterns(apt_scanfile *sf, uint32_t idx, int crop, float ***pats, double **pos, uint32_t *Jout,
-                         apt_error *err)
-{
-    uint32_t J, H, W, es;
-    int rc = apt_scanfile_angle_dims(sf, idx, &J, &H, &W, &es, err);
-    if (rc)
-        return rc;
-    const apt_scan_header *h = apt_scanfile_header(sf);
-    apt_crop c;
-    if ((rc = apt_crop_place(W, H, h->beam_center_px[0], h->beam_center_px[1], (uint32_t)crop, &c, err)))
-        return rc;
-    uint8_t *frame = malloc((size_t)H * W * es);
-    *pats = calloc(J ? J : 1, sizeof **pats);
-    *pos = malloc((J ? J : 1) * 2 * sizeof **pos);
-    apt_bytes scratch = {0};
-    if (!frame || !*pats || !*pos) {
-        free(frame);
-        return apt_err(err, APT_ENOMEM, "out of memory for angle %u", idx);
-    }
-    rc = apt_scanfile_read_positions(sf, idx, *pos, err);
-    for (uint32_t j = 0; !rc && j < J; j++) {
-        (*pats)[j] = malloc((size_t)crop * crop * sizeof(float));
-        apt_pixels px = {"", W, H, es, APT_ENC_NONE, frame, (size_t)H * W * es};
-        if (!(*pats)[j])
-            rc = apt_err(err, APT_ENOMEM, "out of memory");
-        else if (!(rc = apt_scanfile_read_frames(sf, idx, j, 1, frame, err)))
-            rc = apt_frame_decode_crop(&px, &c, NULL, (*pats)[j], &scratch, err);
-    }
-    apt_bytes_free(&scratch);
-    free(frame);
-    *Jout = J;
-    return rc;
-}
-
-static void free_patterns(float **pats, uint32_t J)
-{
-    for (uint32_t j = 0; pats && j < J; j++)
-        free(pats[j]);
-    free(pats);
-}
-
 int cmd_approximant(int argc, char **argv)
 {
     approx_opts o;
@@ -213,10 +171,10 @@ int cmd_approximant(int argc, char **argv)
         float **pats = NULL;
         double *pos = NULL;
         apt_angle_result res;
-        if (load_patterns(sf, idx, ac.crop, &pats, &pos, &J, &err) ||
+        if (apt_angle_load(sf, idx, ac.crop, &pats, &pos, &J, &err) ||
             apt_angle_reconstruct(ctx, h->angles_deg[idx], (const float *const *)pats, pos, J, &res, &err)) {
             fprintf(stderr, "approximant: angle %u: %s\n", idx, err.msg);
-            free_patterns(pats, J);
+            apt_angle_patterns_free(pats, J);
             free(pos);
             rc = CLI_FAIL;
             break;
@@ -234,7 +192,7 @@ int cmd_approximant(int argc, char **argv)
                res.seconds, J ? res.seconds / (J / 500.0) : 0.0, i + 1, pcc);
         fflush(stdout);
         apt_angle_result_free(&res);
-        free_patterns(pats, J);
+        apt_angle_patterns_free(pats, J);
         free(pos);
         if (arc) {
             fprintf(stderr, "approximant: %s\n", err.msg);

@@ -146,49 +146,6 @@ static int read_theta(const char *path, size_t n, double *theta)
 
 /* --- scan-file input ----------------------------------------------------------------------------------- */
 
-/* Frames of angle idx as crop x crop float patterns cropped around the beam centre (as cmd_approximant.c). */
-static int load_patterns(apt_scanfile *sf, uint32_t idx, int crop, float ***pats, double **pos, uint32_t *Jout,
-                         apt_error *err)
-{
-    uint32_t J, H, W, es;
-    *Jout = 0;
-    int rc = apt_scanfile_angle_dims(sf, idx, &J, &H, &W, &es, err);
-    if (rc)
-        return rc;
-    const apt_scan_header *h = apt_scanfile_header(sf);
-    apt_crop c;
-    if ((rc = apt_crop_place(W, H, h->beam_center_px[0], h->beam_center_px[1], (uint32_t)crop, &c, err)))
-        return rc;
-    uint8_t *frame = malloc((size_t)H * W * es);
-    *pats = calloc(J ? J : 1, sizeof **pats);
-    *pos = malloc((J ? J : 1) * 2 * sizeof **pos);
-    apt_bytes scratch = {0};
-    *Jout = J;
-    if (!frame || !*pats || !*pos) {
-        free(frame);
-        return apt_err(err, APT_ENOMEM, "out of memory for angle %u", idx);
-    }
-    rc = apt_scanfile_read_positions(sf, idx, *pos, err);
-    for (uint32_t j = 0; !rc && j < J; j++) {
-        (*pats)[j] = malloc((size_t)crop * crop * sizeof(float));
-        apt_pixels px = {"", W, H, es, APT_ENC_NONE, frame, (size_t)H * W * es};
-        if (!(*pats)[j])
-            rc = apt_err(err, APT_ENOMEM, "out of memory");
-        else if (!(rc = apt_scanfile_read_frames(sf, idx, j, 1, frame, err)))
-            rc = apt_frame_decode_crop(&px, &c, NULL, (*pats)[j], &scratch, err);
-    }
-    apt_bytes_free(&scratch);
-    free(frame);
-    return rc;
-}
-
-static void free_patterns(float **pats, uint32_t J)
-{
-    for (uint32_t j = 0; pats && j < J; j++)
-        free(pats[j]);
-    free(pats);
-}
-
 /* Integrated phase of one reconstructed stack -> projection row block [Y, U] in delta x voxels (x' voxel vx). */
 static void stack_to_projection(const apt_angle_result *res, double k, const apt_grid3 *g, float *proj)
 {
@@ -294,9 +251,9 @@ static int scan_projections(const tomo_opts *o, float **sino, double **theta, in
         double *pos = NULL;
         uint32_t J = 0;
         apt_angle_result res;
-        if (load_patterns(sf, a, ac.crop, &pats, &pos, &J, &err) ||
+        if (apt_angle_load(sf, a, ac.crop, &pats, &pos, &J, &err) ||
             apt_angle_reconstruct(ctx, h->angles_deg[a], (const float *const *)pats, pos, J, &res, &err)) {
-            free_patterns(pats, J);
+            apt_angle_patterns_free(pats, J);
             free(pos);
             apt_err_prefix(&err, APT_EINVAL, "angle %u: ", a);
             rc = CLI_FAIL;
@@ -306,7 +263,7 @@ static int scan_projections(const tomo_opts *o, float **sino, double **theta, in
         stack_to_projection(&res, k, &ac.grid, *sino + a * row);
         (*theta)[a] = h->angles_deg[a];
         apt_angle_result_free(&res);
-        free_patterns(pats, J);
+        apt_angle_patterns_free(pats, J);
         free(pos);
         cli_progress_update(&pr, a + 1);
     }

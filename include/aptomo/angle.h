@@ -5,6 +5,7 @@
 #define APTOMO_ANGLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "aptomo/error.h"
 #include "aptomo/geometry.h"
@@ -47,5 +48,13 @@ typedef struct apt_angle_result {
 int apt_angle_reconstruct(apt_angle_ctx *ctx, double angle_deg, const float *const *patterns, const double *pos_m,
                           size_t J, apt_angle_result *res, apt_error *err);
 void apt_angle_result_free(apt_angle_result *res);
+
+struct apt_scanfile;
+/* Offline input: the frames of angle idx of a scan file as crop x crop float patterns cropped around the beam
+   centre exactly as the daemon crops them (gap pixels -1), and their positions [J][2]. *pats holds *J pointers;
+   free with apt_angle_patterns_free (also after an error). */
+int apt_angle_load(struct apt_scanfile *sf, uint32_t idx, int crop, float ***pats, double **pos, uint32_t *J,
+                   apt_error *err);
+void apt_angle_patterns_free(float **pats, uint32_t J);
 
 #endif

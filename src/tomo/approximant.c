@@ -3,6 +3,7 @@
  * mean) make the result independent of the order of angles up to rounding, and let weight-0 voxels stay out of
  * the mean. One add walks every voxel once (linear in z', bilinear in y, x'), z-y rows spread over pthreads. */
 #include "aptomo/geometry.h"
+#include "aptomo/parallel.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -10,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { PAR_MAX_THREADS = 64 };
 
 struct apt_approx {
     apt_grid3 g;
@@ -74,49 +74,6 @@ const apt_grid3 *apt_approx_grid(const apt_approx *a)
     return &a->g;
 }
 
-/* ---- a minimal parallel-for over [0, n): contiguous chunks, one per core; a thread that cannot start runs inline. */
-
-typedef void (*par_fn)(void *ctx, long lo, long hi);
-typedef struct par_job {
-    par_fn fn;
-    void *ctx;
-    long lo, hi;
-} par_job;
-
-static void *par_run(void *p)
-{
-    par_job *j = p;
-    j->fn(j->ctx, j->lo, j->hi);
-    return NULL;
-}
-
-static void par_for(par_fn fn, void *ctx, long n)
-{
-    long nt = sysconf(_SC_NPROCESSORS_ONLN);
-    if (nt < 1)
-        nt = 1;
-    if (nt > PAR_MAX_THREADS)
-        nt = PAR_MAX_THREADS;
-    if (nt > n)
-        nt = n;
-    if (nt <= 1) {
-        fn(ctx, 0, n);
-        return;
-    }
-    pthread_t th[PAR_MAX_THREADS];
-    par_job jobs[PAR_MAX_THREADS];
-    int started[PAR_MAX_THREADS];
-    for (long t = 0; t < nt; t++) {
-        jobs[t] = (par_job){fn, ctx, n * t / nt, n * (t + 1) / nt};
-        started[t] = t > 0 && pthread_create(&th[t], NULL, par_run, &jobs[t]) == 0;
-    }
-    for (long t = 0; t < nt; t++)
-        if (!started[t])
-            par_run(&jobs[t]);
-    for (long t = 1; t < nt; t++)
-        if (started[t])
-            pthread_join(th[t], NULL);
-}
 
 /* ---- add one angle */
 
@@ -233,7 +190,7 @@ int apt_approx_add(apt_approx *a, const apt_stack_geom *sg, double wavelength_m,
     }
     double t = sg->theta_deg * (M_PI / 180.0);
     add_ctx p = {.a = a, .sg = sg, .weight = weight, .cs = cos(t), .sn = sin(t)};
-    par_for(add_rows, &p, (long)a->g.Z * a->g.Y);
+    apt_par_for(add_rows, &p, (long)a->g.Z * a->g.Y, 0);
     a->angles++;
     return APT_OK;
 }

@@ -3,6 +3,7 @@
  * each beam ray in its slice at <= half the smallest voxel with trilinear interpolation (0 outside the volume), so a
  * tilted volume needs no resampling pass; rows of the stack are spread over pthreads. */
 #include "aptomo/geometry.h"
+#include "aptomo/parallel.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -14,8 +15,7 @@ enum {
     STACK_MAX_L = 1024,
     STACK_MAX_SIDE = 32768,
     STACK_MAX_PAD = 4096,
-    PROJ_MAX_SAMPLES = 1 << 20,   /* per ray and slice: a dz of more than 2^19 voxels is a caller bug */
-    PAR_MAX_THREADS = 64
+    PROJ_MAX_SAMPLES = 1 << 20    /* per ray and slice: a dz of more than 2^19 voxels is a caller bug */
 };
 #define GRID_MAX_VOXELS (1ull << 30)
 #define STACK_MAX_PIXELS (1ull << 28)
@@ -121,49 +121,6 @@ void apt_stack_window(const apt_stack_geom *sg, int H, int W, double y_m, double
     *col = nearest_pixel(x_m, sg->delta_m, sg->Nx) - W / 2;
 }
 
-/* ---- a minimal parallel-for over [0, n): contiguous chunks, one per core; a thread that cannot start runs inline. */
-
-typedef void (*par_fn)(void *ctx, long lo, long hi);
-typedef struct par_job {
-    par_fn fn;
-    void *ctx;
-    long lo, hi;
-} par_job;
-
-static void *par_run(void *p)
-{
-    par_job *j = p;
-    j->fn(j->ctx, j->lo, j->hi);
-    return NULL;
-}
-
-static void par_for(par_fn fn, void *ctx, long n)
-{
-    long nt = sysconf(_SC_NPROCESSORS_ONLN);
-    if (nt < 1)
-        nt = 1;
-    if (nt > PAR_MAX_THREADS)
-        nt = PAR_MAX_THREADS;
-    if (nt > n)
-        nt = n;
-    if (nt <= 1) {
-        fn(ctx, 0, n);
-        return;
-    }
-    pthread_t th[PAR_MAX_THREADS];
-    par_job jobs[PAR_MAX_THREADS];
-    int started[PAR_MAX_THREADS];
-    for (long t = 0; t < nt; t++) {
-        jobs[t] = (par_job){fn, ctx, n * t / nt, n * (t + 1) / nt};
-        started[t] = t > 0 && pthread_create(&th[t], NULL, par_run, &jobs[t]) == 0;
-    }
-    for (long t = 0; t < nt; t++)
-        if (!started[t])
-            par_run(&jobs[t]);
-    for (long t = 1; t < nt; t++)
-        if (started[t])
-            pthread_join(th[t], NULL);
-}
 
 /* ---- projector */
 
@@ -263,6 +220,6 @@ int apt_stack_project(const apt_grid3 *g, const float *delta, const float *beta,
     double t = sg->theta_deg * (M_PI / 180.0);
     proj_ctx p = {.g = g, .delta = delta, .beta = beta, .sg = sg, .k = 2.0 * M_PI / wavelength_m,
                   .cs = cos(t), .sn = sin(t), .h = sg->dz_m / ns, .ns = (int)ns, .object = object};
-    par_for(project_rows, &p, sg->Ny);
+    apt_par_for(project_rows, &p, sg->Ny, 0);
     return APT_OK;
 }

@@ -1,0 +1,52 @@
+/* angle_load.c - one angle of a scan file as the per-angle pipeline's input: decoded frames cropped around the
+ * beam centre with the daemon's crop rule (apt_crop_place + apt_frame_decode_crop), so offline commands
+ * (`aptomo approximant`, `aptomo tomo` on scan files) see exactly the patterns the live daemon sees. */
+#include <stdlib.h>
+
+#include "aptomo/angle.h"
+#include "aptomo/frame.h"
+#include "aptomo/scanfile.h"
+
+void apt_angle_patterns_free(float **pats, uint32_t J)
+{
+    for (uint32_t j = 0; pats && j < J; j++)
+        free(pats[j]);
+    free(pats);
+}
+
+int apt_angle_load(apt_scanfile *sf, uint32_t idx, int crop, float ***pats, double **pos, uint32_t *Jout,
+                   apt_error *err)
+{
+    uint32_t J, H, W, es;
+    *pats = NULL;
+    *pos = NULL;
+    *Jout = 0;
+    int rc = apt_scanfile_angle_dims(sf, idx, &J, &H, &W, &es, err);
+    if (rc)
+        return rc;
+    const apt_scan_header *h = apt_scanfile_header(sf);
+    apt_crop c;
+    if ((rc = apt_crop_place(W, H, h->beam_center_px[0], h->beam_center_px[1], (uint32_t)crop, &c, err)))
+        return rc;
+    uint8_t *frame = malloc((size_t)H * W * es);
+    *pats = calloc(J ? J : 1, sizeof **pats);
+    *pos = malloc((J ? J : 1) * 2 * sizeof **pos);
+    *Jout = J;
+    if (!frame || !*pats || !*pos) {
+        free(frame);
+        return apt_err(err, APT_ENOMEM, "out of memory for angle %u", idx);
+    }
+    apt_bytes scratch = {0};
+    rc = apt_scanfile_read_positions(sf, idx, *pos, err);
+    for (uint32_t j = 0; !rc && j < J; j++) {
+        (*pats)[j] = malloc((size_t)crop * crop * sizeof(float));
+        apt_pixels px = {"", W, H, es, APT_ENC_NONE, frame, (size_t)H * W * es};
+        if (!(*pats)[j])
+            rc = apt_err(err, APT_ENOMEM, "out of memory");
+        else if (!(rc = apt_scanfile_read_frames(sf, idx, j, 1, frame, err)))
+            rc = apt_frame_decode_crop(&px, &c, NULL, (*pats)[j], &scratch, err);
+    }
+    apt_bytes_free(&scratch);
+    free(frame);
+    return rc;
+}
