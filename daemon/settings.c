@@ -74,25 +74,14 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
         return err && err->code ? err->code : APT_OK;
     /* physics: the probe is computed (inline optics model) or loaded now, so a bad probe stops the start */
     apt_angle_cfg *a = &s->angle;
-    a->energy_keV = apt_config_float(cfg, "physics.energy_keV", err);
-    a->distance_m = apt_config_float(cfg, "physics.detector_distance_m", err);
-    a->det_pixel_m = apt_config_float(cfg, "physics.pixel_size_m", err);
-    a->crop = (int)s->crop;
-    a->L = (int)apt_config_int(cfg, "physics.slices", err);
-    a->iterations = (int)apt_config_int(cfg, "physics.iterations", err);
-    a->batches = (int)apt_config_int(cfg, "physics.batches", err);
+    int rc = apt_angle_cfg_from_config(cfg, a, err);
+    if (rc)
+        return rc;
     a->threads = s->decode_threads;
-    a->pad_px = -1;
-    a->grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, err),
-                          (int)apt_config_list_float(cfg, "tomo.grid", 1, err),
-                          (int)apt_config_list_float(cfg, "tomo.grid", 2, err),
-                          apt_config_list_float(cfg, "tomo.voxel_size_m", 0, err),
-                          apt_config_list_float(cfg, "tomo.voxel_size_m", 1, err),
-                          apt_config_list_float(cfg, "tomo.voxel_size_m", 2, err)};
     int M, H, W;
     double pixel;
     /* photon scale is matched to each angle's data later (apt_angle_reconstruct) */
-    int rc = apt_sim_probe_from_config(cfg, 1e6, &s->probe, &M, &H, &W, &pixel, err);
+    rc = apt_sim_probe_from_config(cfg, 1e6, &s->probe, &M, &H, &W, &pixel, err);
     if (rc)
         return apt_err_prefix(err, rc, "physics.probe: ");
     a->M = M;

@@ -44,6 +44,17 @@ def main():
         # measured 0.377 for the demo scan (8 angles over +-17 deg: depth is barely resolved, as in APT)
         ck.true(f"offline PCC vs truth {pcc(offline, truth):.3f} > 0.3", pcc(offline, truth) > 0.3)
 
+        # baselines from the same scan: projections come from the per-angle ptychography (integrated phase)
+        fbp = os.path.join(tmp, "fbp.h5")
+        run_cli("tomo", "fbp", scan, "-o", fbp, "--nz", truth.shape[0], "--config", DEMO, timeout=900)
+        with h5py.File(fbp, "r") as f:
+            vf = f["exchange/data"][()]
+        ck.eq("fbp from scan file: shape", vf.shape, truth.shape)
+        if vf.shape == truth.shape:  # measured 0.394 (8 angles over +-17 deg)
+            ck.true(f"fbp from scan file: PCC vs truth {pcc(vf, truth):.3f} > 0.3", pcc(vf, truth) > 0.3)
+        m = json.loads(run_cli("metrics", fbp, scan, "--ref-dataset", "/entry/sample/ground_truth").stdout)
+        ck.true(f"aptomo metrics PCC {m['pcc']:.4f} == numpy", abs(m["pcc"] - pcc(vf, truth)) < 1e-4)
+
         d = Daemon(tmp, ["physics.reconstruct=true", f"storage.dir={tmp}/live"], log_name="physics.log", config=DEMO)
         # the demo config's physics (crop, slices, modes, probe, grid) on the test's ports
         rp = subprocess.run([APTOMO, "replay", scan, "--endpoint", f"tcp://127.0.0.1:{d.det}", "--protocol", "v2",

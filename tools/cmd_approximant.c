@@ -118,11 +118,13 @@ int cmd_approximant(int argc, char **argv)
         rc = CLI_FAIL;
         goto out;
     }
-    int modes = (int)apt_config_int(cfg, "physics.modes", NULL);
-    apt_angle_cfg ac = {h->energy_keV, h->detector_distance_m, h->pixel_size_m, (int)PH,
-                        (int)apt_config_int(cfg, "physics.slices", NULL), modes < (int)M ? modes : (int)M,
-                        (int)apt_config_int(cfg, "physics.iterations", NULL),
-                        (int)apt_config_int(cfg, "physics.batches", NULL), 0, {0}, -1};
+    apt_angle_cfg ac;
+    apt_angle_cfg_from_config(cfg, &ac, NULL);
+    ac.energy_keV = h->energy_keV; /* the instrument is the scan file's */
+    ac.distance_m = h->detector_distance_m;
+    ac.det_pixel_m = h->pixel_size_m;
+    ac.crop = (int)PH;
+    ac.M = ac.M < (int)M ? ac.M : (int)M;
     double vs[3] = {NAN, NAN, NAN};
     uint32_t Z, Y, X;
     int have_truth = apt_scanfile_has_ground_truth(sf);
@@ -133,14 +135,7 @@ int cmd_approximant(int argc, char **argv)
             rc = CLI_FAIL;
             goto out;
         }
-        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]};
-    } else {
-        ac.grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, NULL),
-                              (int)apt_config_list_float(cfg, "tomo.grid", 1, NULL),
-                              (int)apt_config_list_float(cfg, "tomo.grid", 2, NULL),
-                              apt_config_list_float(cfg, "tomo.voxel_size_m", 0, NULL),
-                              apt_config_list_float(cfg, "tomo.voxel_size_m", 1, NULL),
-                              apt_config_list_float(cfg, "tomo.voxel_size_m", 2, NULL)};
+        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]}; /* else tomo.grid */
     }
     if (apt_angle_ctx_new(&ac, probe, &ctx, &err) || apt_approx_new(&ac.grid, &ap, &err)) {
         fprintf(stderr, "approximant: %s\n", err.msg);

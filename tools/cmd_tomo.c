@@ -210,11 +210,13 @@ static int scan_projections(const tomo_opts *o, float **sino, double **theta, in
         rc = CLI_FAIL;
         goto fail;
     }
-    int modes = (int)apt_config_int(cfg, "physics.modes", NULL);
-    apt_angle_cfg ac = {h->energy_keV, h->detector_distance_m, h->pixel_size_m, (int)PH,
-                        (int)apt_config_int(cfg, "physics.slices", NULL), modes < (int)M ? modes : (int)M,
-                        (int)apt_config_int(cfg, "physics.iterations", NULL),
-                        (int)apt_config_int(cfg, "physics.batches", NULL), 0, {0}, -1};
+    apt_angle_cfg ac;
+    apt_angle_cfg_from_config(cfg, &ac, NULL);
+    ac.energy_keV = h->energy_keV; /* the instrument is the scan file's */
+    ac.distance_m = h->detector_distance_m;
+    ac.det_pixel_m = h->pixel_size_m;
+    ac.crop = (int)PH;
+    ac.M = ac.M < (int)M ? ac.M : (int)M;
     double vs[3];
     if (apt_scanfile_has_ground_truth(sf) && !apt_scanfile_ground_truth_dims(sf, &Z, &Y, &X, &err)) {
         float *truth = malloc((size_t)Z * Y * X * sizeof *truth);
@@ -222,14 +224,7 @@ static int scan_projections(const tomo_opts *o, float **sino, double **theta, in
         free(truth);
         if (trc)
             goto fail;
-        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]};
-    } else {
-        ac.grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, NULL),
-                              (int)apt_config_list_float(cfg, "tomo.grid", 1, NULL),
-                              (int)apt_config_list_float(cfg, "tomo.grid", 2, NULL),
-                              apt_config_list_float(cfg, "tomo.voxel_size_m", 0, NULL),
-                              apt_config_list_float(cfg, "tomo.voxel_size_m", 1, NULL),
-                              apt_config_list_float(cfg, "tomo.voxel_size_m", 2, NULL)};
+        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]}; /* else tomo.grid */
     }
     if (apt_angle_ctx_new(&ac, probe, &ctx, &err))
         goto fail;

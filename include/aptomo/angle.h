@@ -49,6 +49,11 @@ int apt_angle_reconstruct(apt_angle_ctx *ctx, double angle_deg, const float *con
                           size_t J, apt_angle_result *res, apt_error *err);
 void apt_angle_result_free(apt_angle_result *res);
 
+struct apt_config;
+/* physics.* (energy, distance, pixel, slices, modes, iterations, batches), detector.crop and the Approximant grid
+   (tomo.grid, tomo.voxel_size_m) of a configuration. Offline commands then take the instrument from the scan file. */
+int apt_angle_cfg_from_config(const struct apt_config *cfg, apt_angle_cfg *out, apt_error *err);
+
 struct apt_scanfile;
 /* Offline input: the frames of angle idx of a scan file as crop x crop float patterns cropped around the beam
    centre exactly as the daemon crops them (gap pixels -1), and their positions [J][2]. *pats holds *J pointers;

@@ -4,8 +4,30 @@
 #include <stdlib.h>
 
 #include "aptomo/angle.h"
+#include "aptomo/config.h"
 #include "aptomo/frame.h"
 #include "aptomo/scanfile.h"
+
+int apt_angle_cfg_from_config(const apt_config *cfg, apt_angle_cfg *a, apt_error *err)
+{
+    *a = (apt_angle_cfg){0};
+    a->energy_keV = apt_config_float(cfg, "physics.energy_keV", err);
+    a->distance_m = apt_config_float(cfg, "physics.detector_distance_m", err);
+    a->det_pixel_m = apt_config_float(cfg, "physics.pixel_size_m", err);
+    a->crop = (int)apt_config_int(cfg, "detector.crop", err);
+    a->L = (int)apt_config_int(cfg, "physics.slices", err);
+    a->M = (int)apt_config_int(cfg, "physics.modes", err);
+    a->iterations = (int)apt_config_int(cfg, "physics.iterations", err);
+    a->batches = (int)apt_config_int(cfg, "physics.batches", err);
+    a->pad_px = -1;
+    a->grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, err),
+                          (int)apt_config_list_float(cfg, "tomo.grid", 1, err),
+                          (int)apt_config_list_float(cfg, "tomo.grid", 2, err),
+                          apt_config_list_float(cfg, "tomo.voxel_size_m", 0, err),
+                          apt_config_list_float(cfg, "tomo.voxel_size_m", 1, err),
+                          apt_config_list_float(cfg, "tomo.voxel_size_m", 2, err)};
+    return err && err->code ? err->code : APT_OK;
+}
 
 void apt_angle_patterns_free(float **pats, uint32_t J)
 {
