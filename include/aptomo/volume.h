@@ -16,7 +16,8 @@ typedef struct apt_volume {
     float *data;         /* owned, Z*Y*X */
 } apt_volume;
 
-/* Read `dataset` (e.g. "/exchange/data") as float32 [Z,Y,X]; voxel size from /exchange/voxel_size_m if present. */
+/* Read `dataset` (e.g. "/exchange/data") as float32 [Z,Y,X]; voxel size from a voxel_size_m beside the dataset
+   (e.g. /entry/sample/voxel_size_m for a scan file's ground truth), else /exchange/voxel_size_m, else NaN. */
 int apt_volume_read(const char *path, const char *dataset, apt_volume *v, apt_error *err);
 void apt_volume_free(apt_volume *v);
 

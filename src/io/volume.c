@@ -46,10 +46,15 @@ int apt_volume_read(const char *path, const char *dataset, apt_volume *v, apt_er
     v->Z = (int)dims[0];
     v->Y = (int)dims[1];
     v->X = (int)dims[2];
-    if (apt_h5io_exists(f, "/exchange/voxel_size_m")) {
+    /* voxel size beside the dataset (e.g. /entry/sample/voxel_size_m of a scan file), else Data Exchange's */
+    char vpath[512];
+    const char *slash = strrchr(dataset, '/');
+    snprintf(vpath, sizeof vpath, "%.*s/voxel_size_m", slash ? (int)(slash - dataset) : 0, dataset);
+    const char *vs_path = apt_h5io_exists(f, vpath) ? vpath : "/exchange/voxel_size_m";
+    if (apt_h5io_exists(f, vs_path)) {
         hsize_t want[1] = {3};
         double vs[3];
-        if ((rc = apt_h5io_read_f64(f, path, "/exchange/voxel_size_m", 1, want, vs, 3, NULL, err)))
+        if ((rc = apt_h5io_read_f64(f, path, vs_path, 1, want, vs, 3, NULL, err)))
             goto close_d;
         memcpy(v->voxel_m, vs, sizeof vs);
     }
