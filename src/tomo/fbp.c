@@ -145,15 +145,34 @@ static void *bp_run(void *arg)
             out[i] = 0;
         for (int a = 0; a < b->n; a++) {
             const float *row = b->q + ((size_t)a * b->Y + j) * b->U;
-            double base = -cx * b->c[a] + (k - cz) * b->s[a] + cu, wa = b->w[a];
-            for (int i = 0; i < b->X; i++) {
-                double uf = base + i * b->c[a];
-                if (uf < 0 || uf > b->U - 1)
-                    continue;
+            double base = -cx * b->c[a] + (k - cz) * b->s[a] + cu, c = b->c[a];
+            /* the voxels whose detector coordinate base + i c falls in [0, U-1): solved once per row, so the inner
+               loop is branch-free single precision (and vectorises) */
+            int lo = 0, hi = b->X - 1;
+            if (fabs(c) > 1e-12) {
+                double i0 = (0 - base) / c, i1 = (b->U - 1 - base) / c;
+                if (i0 > i1) {
+                    double t = i0;
+                    i0 = i1, i1 = t;
+                }
+                lo = i0 > 0 ? (int)ceil(i0) : 0;
+                hi = i1 < b->X - 1 ? (int)floor(i1) : b->X - 1;
+            } else if (base < 0 || base >= b->U - 1) {
+                continue;
+            }
+            float bf = (float)base, cf = (float)c, wa = (float)b->w[a];
+            if (b->U < 2) { /* a one-pixel detector: only rays through its centre */
+                for (int i = lo; i <= hi; i++)
+                    out[i] += wa * row[0];
+                continue;
+            }
+            int umax = b->U - 2;
+            for (int i = lo; i <= hi; i++) {
+                float uf = bf + (float)i * cf;
                 int u0 = (int)uf;
-                double f = uf - u0;
-                double v = u0 + 1 < b->U ? (1 - f) * row[u0] + f * row[u0 + 1] : row[u0];
-                out[i] += (float)(wa * v);
+                u0 = u0 < 0 ? 0 : u0 > umax ? umax : u0;
+                float f = uf - (float)u0;
+                out[i] += wa * (row[u0] + f * (row[u0 + 1] - row[u0]));
             }
         }
     }
