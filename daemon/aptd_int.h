@@ -10,6 +10,7 @@
 
 #include "aptd.h"
 #include "aptomo/angle.h"
+#include "aptomo/clock.h"
 #include "aptomo/frame.h"
 #include "aptomo/geometry.h"
 #include "aptomo/scanmeta.h"
@@ -184,11 +185,12 @@ int aptd_publish_start(aptd *d, apt_error *err);
 void aptd_publish_stop(aptd *d);
 /* Queue a message for the PUB socket; header is JSON text (copied), payload copied if non-NULL. Never blocks. */
 void aptd_publish(aptd *d, const char *topic, const char *header, const void *payload, size_t len);
+struct json_t;
+/* Publish a JSON header (takes the reference: h is released) with an optional payload. Never blocks. */
+void aptd_publish_json(aptd *d, const char *topic, struct json_t *h, const void *payload, size_t len);
 void aptd_publish_status(aptd *d);
 /* The status header (also the control socket's status reply). */
-struct json_t;
 struct json_t *aptd_status_json(aptd *d);
 
-double aptd_now(void);
 
 #endif

@@ -120,12 +120,16 @@ json_t *aptd_status_json(aptd *d)
     return h;
 }
 
-void aptd_publish_status(aptd *d)
+void aptd_publish_json(aptd *d, const char *topic, json_t *h, const void *payload, size_t len)
 {
-    json_t *h = aptd_status_json(d);
-    char *text = json_dumps(h, JSON_COMPACT);
+    char *text = h ? json_dumps(h, JSON_COMPACT) : NULL;
     if (text)
-        aptd_publish(d, "status", text, NULL, 0);
+        aptd_publish(d, topic, text, payload, len);
     free(text);
     json_decref(h);
+}
+
+void aptd_publish_status(aptd *d)
+{
+    aptd_publish_json(d, "status", aptd_status_json(d), NULL, 0);
 }

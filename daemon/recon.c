@@ -68,11 +68,7 @@ static void publish_angle(aptd *d, const aptd_angle *a, const apt_angle_result *
     }
     json_object_set_new(h, "seconds", json_real(seconds));
     json_object_set_new(h, "seconds_acquire", json_real(a->seconds_acquire));
-    char *text = json_dumps(h, JSON_COMPACT);
-    if (text)
-        aptd_publish(d, "angle", text, NULL, 0);
-    free(text);
-    json_decref(h);
+    aptd_publish_json(d, "angle", h, NULL, 0);
 }
 
 /* The current Approximant: PUB message (header + raw float32 LE) and the result file + preview under storage.dir.
@@ -88,11 +84,7 @@ static void publish_approximant(aptd *d, aptd_recon_state *r)
     }
     json_t *h = json_pack("{s:i,s:[i,i,i],s:[f,f,f],s:s,s:s}", "angles", apt_approx_angles(r->approx), "shape", g->Z,
                           g->Y, g->X, "voxel_size_m", g->vz, g->vy, g->vx, "dtype", "float32", "order", "C");
-    char *text = json_dumps(h, JSON_COMPACT);
-    if (text)
-        aptd_publish(d, "approximant", text, r->volume, n * sizeof(float));
-    free(text);
-    json_decref(h);
+    aptd_publish_json(d, "approximant", h, r->volume, n * sizeof(float));
     apt_volume v = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, r->volume};
     apt_result res = {NULL, &v, r->theta, r->n_theta, d->s.config_yaml, NULL, NULL, 0};
     char path[1200], png[1200];
@@ -118,7 +110,7 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
             apt_warn("finalize: no angle in the Approximant yet");
         return;
     }
-    double t0 = aptd_now(), counts = mean_counts(a);
+    double t0 = apt_now(), counts = mean_counts(a);
     if (atomic_exchange(&d->reset_requested, 0)) {
         apt_approx_reset(r->approx);
         r->n_theta = 0;
@@ -127,12 +119,12 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
     if (!a->has_angle) {
         apt_warn("series %llu: no angle received (user data / scan metadata); not reconstructed",
                  (unsigned long long)a->series_id);
-        publish_angle(d, a, NULL, aptd_now() - t0, counts);
+        publish_angle(d, a, NULL, apt_now() - t0, counts);
         return;
     }
     if (!r->ctx) { /* physics off: report what arrived */
         atomic_fetch_add(&d->angles_done, 1);
-        publish_angle(d, a, NULL, aptd_now() - t0, counts);
+        publish_angle(d, a, NULL, apt_now() - t0, counts);
         return;
     }
     apt_angle_result res;
@@ -142,7 +134,7 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
         apt_approx_add(r->approx, &res.sg, apt_angle_wavelength(r->ctx), res.object, res.weight, &err)) {
         apt_error_log("series %llu (%.3f deg): %s", (unsigned long long)a->series_id, a->angle_deg, err.msg);
         apt_angle_result_free(&res);
-        publish_angle(d, a, NULL, aptd_now() - t0, counts);
+        publish_angle(d, a, NULL, apt_now() - t0, counts);
         return;
     }
     if (r->n_theta < APTD_MAX_ANGLES)
@@ -152,7 +144,7 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
              "the Approximant", (unsigned long long)a->series_id, a->angle_deg, res.seconds, res.frames_used,
              res.n_loss ? res.loss[0] : NAN, res.n_loss ? res.loss[res.n_loss - 1] : NAN,
              apt_approx_angles(r->approx));
-    publish_angle(d, a, &res, aptd_now() - t0, counts);
+    publish_angle(d, a, &res, apt_now() - t0, counts);
     apt_angle_result_free(&res);
     publish_approximant(d, r);
     int n = apt_approx_angles(r->approx);

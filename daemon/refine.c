@@ -97,34 +97,26 @@ static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_
 static void publish_stop(aptd *d, int angles, const char *reason)
 {
     json_t *h = json_pack("{s:i,s:s,s:s}", "angles", angles, "reason", reason, "advice", "stop_acquisition");
-    char *text = json_dumps(h, JSON_COMPACT);
-    if (text)
-        aptd_publish(d, "stop", text, NULL, 0);
-    free(text);
-    json_decref(h);
+    aptd_publish_json(d, "stop", h, NULL, 0);
     apt_info("stop advised to the beamline: %s at %d angles", reason, angles);
 }
 
 static void refine_one(aptd *d, aptd_refine_state *st, aptd_refine_req *r)
 {
-    double t0 = aptd_now();
+    double t0 = apt_now();
     apt_volume vol;
     apt_error err = {0};
     if (refine_volume(d, &r->vol, &vol, &err)) {
         apt_error_log("refine (%d angles): %s", r->angles, err.msg);
         return;
     }
-    double secs = aptd_now() - t0;
+    double secs = apt_now() - t0;
     size_t n = (size_t)vol.Z * vol.Y * vol.X;
     const char *wid = d->model ? apt_nn_weights_id(d->model) : "none";
     json_t *h = json_pack("{s:i,s:[i,i,i],s:[f,f,f],s:s,s:s,s:s,s:s,s:f}", "angles", r->angles, "shape", vol.Z,
                           vol.Y, vol.X, "voxel_size_m", vol.voxel_m[0], vol.voxel_m[1], vol.voxel_m[2], "dtype",
                           "float32", "order", "C", "weights", wid, "reason", r->why, "seconds", secs);
-    char *text = json_dumps(h, JSON_COMPACT);
-    if (text)
-        aptd_publish(d, "volume", text, vol.data, n * sizeof(float));
-    free(text);
-    json_decref(h);
+    aptd_publish_json(d, "volume", h, vol.data, n * sizeof(float));
 
     /* metrics: change vs the previous volume, and vs the reference when one is configured */
     json_t *m = json_pack("{s:i}", "angles", r->angles);
@@ -157,11 +149,7 @@ static void refine_one(aptd *d, aptd_refine_state *st, aptd_refine_req *r)
         apt_warn("tomo.reference is %dx%dx%d, the volume %dx%dx%d: not compared", d->reference.Z, d->reference.Y,
                  d->reference.X, vol.Z, vol.Y, vol.X);
     }
-    text = json_dumps(m, JSON_COMPACT);
-    if (text)
-        aptd_publish(d, "metrics", text, NULL, 0);
-    free(text);
-    json_decref(m);
+    aptd_publish_json(d, "metrics", m, NULL, 0);
 
     /* stop advice: once at N*, once when the volume stopped changing */
     st->unchanged = isfinite(change_pcc) && change_pcc >= d->s.converge_pcc ? st->unchanged + 1 : 0;
