@@ -244,12 +244,12 @@ int aptd_run(aptd *d, volatile int *stop, void (*watchdog_cb)(void *), void *cb_
     zmq_pollitem_t item = {d->rep, 0, ZMQ_POLLIN, 0};
     int last_state = -1;
     aptd_publish_status(d);
-    d->last_status = aptd_now();
+    d->last_status = apt_now();
     while (!*stop && !d->shutdown_requested) {
         int n = zmq_poll(&item, 1, 100);
         if (n > 0 && (item.revents & ZMQ_POLLIN))
             control_handle(d);
-        double now = aptd_now();
+        double now = apt_now();
         aptd_check_timeouts(d, now);
         int state = atomic_load(&d->state);
         if (now - d->last_status >= d->s.status_period_s || state != last_state) {

@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "aptd.h"
+#include "aptomo/clock.h"
 #include "aptomo/config.h"
 #include "aptomo/log.h"
 
@@ -27,8 +28,7 @@ typedef struct watchdog {
 static void watchdog_ping(void *arg)
 {
     watchdog *w = arg;
-    extern double aptd_now(void);
-    double now = aptd_now();
+    double now = apt_now();
     if (w->usec && now - w->last >= (double)w->usec / 2e6) {
         sd_notify(0, "WATCHDOG=1");
         w->last = now;

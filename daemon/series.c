@@ -5,17 +5,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "aptd_int.h"
 #include "aptomo/log.h"
-
-double aptd_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void apply_meta(aptd *d, aptd_series *s, const apt_scanmeta *m);
 
@@ -31,7 +23,7 @@ aptd_series *aptd_series_new(aptd *d, const apt_stream_msg *start)
     snprintf(s->unique_id, sizeof s->unique_id, "%s", start->series_unique_id);
     s->version = start->version;
     s->config = start->config;
-    s->t_start = s->t_last = aptd_now();
+    s->t_start = s->t_last = apt_now();
     if (d->s.channel[0])
         snprintf(s->channel, sizeof s->channel, "%s", d->s.channel);
     else if (start->n_channels > 0)
@@ -248,7 +240,7 @@ int aptd_on_image(aptd *d, const apt_stream_msg *m, zmq_msg_t *msg, const uint8_
     int verdict = 0; /* 0 accept, 1 duplicate, 2 overflow, 3 undecodable */
     pthread_mutex_lock(&s->mu);
     s->received++;
-    s->t_last = aptd_now();
+    s->t_last = apt_now();
     if (s->ended) {
         pthread_mutex_unlock(&s->mu);
         aptd_series_unref(&s);

@@ -84,13 +84,13 @@ static int bench_arch(const char *name, const char *arch, int reps, const char *
     for (size_t i = 0; i < nin; i++)
         x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     cli_write_file(in, x, nin * sizeof *x);
-    double best = 1e30, t0 = cli_now();
+    double best = 1e30, t0 = apt_now();
     int rc = apt_nn_forward(m, x, 1, p[0], p[1], p[2], y, &err); /* plans the primitives */
-    double first = cli_now() - t0;
+    double first = apt_now() - t0;
     for (int r = 0; !rc && r < reps; r++) {
-        t0 = cli_now();
+        t0 = apt_now();
         rc = apt_nn_forward(m, x, 1, p[0], p[1], p[2], y, &err);
-        double t = cli_now() - t0;
+        double t = apt_now() - t0;
         best = t < best ? t : best;
     }
     if (rc) {

@@ -66,12 +66,12 @@ static double time_model(apt_ptycho *p, bench_case *c, double min_s, apt_error *
     if (apt_ptycho_loss_grad(p, c->probe, c->object, c->pos, c->meas, c->J, &loss, c->grad, NULL, err)) /* warm */
         return -1;
     size_t done = 0;
-    double t0 = cli_now(), t;
+    double t0 = apt_now(), t;
     do {
         if (apt_ptycho_loss_grad(p, c->probe, c->object, c->pos, c->meas, c->J, &loss, c->grad, NULL, err))
             return -1;
         done += c->J;
-    } while ((t = cli_now() - t0) < min_s);
+    } while ((t = apt_now() - t0) < min_s);
     return t / (double)done;
 }
 
@@ -92,7 +92,7 @@ static double time_ffts(const apt_ptycho_geom *g, double min_s, apt_error *err)
     for (size_t i = 0; i < 2 * mhw * g->L; i++)
         buf[i] = frand() - 0.5f;
     size_t done = 0;
-    double t0 = cli_now(), t;
+    double t0 = apt_now(), t;
     do {
         for (int l = 0; l + 1 < g->L; l++) { /* forward chain */
             apt_fft_forward(pl, buf + 2 * mhw * l, NULL);
@@ -109,7 +109,7 @@ static double time_ffts(const apt_ptycho_geom *g, double min_s, apt_error *err)
         for (size_t i = 0; i < 2 * mhw; i++)
             buf[i] *= s;
         done++;
-    } while ((t = cli_now() - t0) < min_s);
+    } while ((t = apt_now() - t0) < min_s);
     apt_fft_free(buf);
     apt_fft_plan_destroy(&pl);
     return t / (double)done;

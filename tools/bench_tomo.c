@@ -41,10 +41,10 @@ static double time_it(int (*fn)(const apt_proj *, const float *, const void *, f
     apt_error err = {0};
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
+        double t0 = apt_now();
         if (fn(p, sino, arg, vol, &err))
             return -1;
-        double t = cli_now() - t0;
+        double t = apt_now() - t0;
         best = t < best ? t : best;
     }
     return best;

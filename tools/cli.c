@@ -6,15 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 uint8_t *cli_read_file(const char *path, size_t max, size_t *len)
 {
@@ -91,7 +83,7 @@ void cli_progress_start(cli_progress *p, const char *label, uint64_t total)
 {
     p->label = label;
     p->total = total;
-    p->t0 = cli_now();
+    p->t0 = apt_now();
     p->last = 0;
     p->tty = isatty(STDERR_FILENO);
 }
@@ -100,7 +92,7 @@ void cli_progress_update(cli_progress *p, uint64_t done)
 {
     if (!p->tty)
         return;
-    double t = cli_now();
+    double t = apt_now();
     if (t - p->last < 0.1 && done < p->total)
         return;
     p->last = t;

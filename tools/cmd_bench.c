@@ -145,7 +145,7 @@ static void *sender_main(void *arg)
     apt_parts *pre = NULL;
     size_t n = 0;
     a->rc = sender_prepare(a, &pre, &n);
-    a->t_start = cli_now();
+    a->t_start = apt_now();
     uint64_t frame = 0;
     for (size_t i = 0; a->rc == APT_OK && i < n; i++) {
         int image = pre[i].n >= 4 && pre[i].part[2].data == NULL;
@@ -163,7 +163,7 @@ static void *sender_main(void *arg)
             }
         }
     }
-    a->t_end = cli_now();
+    a->t_end = apt_now();
     for (size_t i = 0; pre && i < n; i++)
         apt_parts_free(&pre[i]);
     free(pre);
@@ -206,7 +206,7 @@ static int bench_end_to_end(bench_frames *fr, uint64_t frames, uint64_t n_series
     pthread_t th;
     pthread_create(&th, NULL, sender_main, &a);
     aptd_stats st;
-    double t_last = cli_now();
+    double t_last = apt_now();
     uint64_t last = 0;
     for (;;) { /* done when every frame is decoded (and spooled), or nothing moved for 5 s */
         usleep(2000);
@@ -216,9 +216,9 @@ static int bench_end_to_end(bench_frames *fr, uint64_t frames, uint64_t n_series
             done = st.spooled;
         if (done != last) {
             last = done;
-            t_last = cli_now();
+            t_last = apt_now();
         }
-        if (done >= frames || cli_now() - t_last > 5)
+        if (done >= frames || apt_now() - t_last > 5)
             break;
     }
     double t_done = t_last;
@@ -300,17 +300,17 @@ static int bench_ingest(int argc, char **argv)
              fr.blob[0].len, (double)raw_bytes / (double)fr.blob[0].len);
     /* memcpy of the decoded bytes: what any decoder must at least do */
     uint8_t *dst = malloc(raw_bytes);
-    double t0 = cli_now();
+    double t0 = apt_now();
     for (uint64_t r = 0; r < reps * 4; r++) {
         memcpy(dst, fr.raw[r % BENCH_DISTINCT], raw_bytes);
         __asm__ volatile("" : : "r"(dst) : "memory");
     }
-    double memcpy_fps = (double)(reps * 4) / (cli_now() - t0);
+    double memcpy_fps = (double)(reps * 4) / (apt_now() - t0);
     emit("memcpy", memcpy_fps, (double)raw_bytes, extra);
-    t0 = cli_now();
+    t0 = apt_now();
     for (uint64_t r = 0; r < reps; r++)
         apt_bslz4_decode(fr.blob[r % BENCH_DISTINCT].data, fr.blob[r % BENCH_DISTINCT].len, 2, dst, raw_bytes, &err);
-    double full_fps = (double)reps / (cli_now() - t0);
+    double full_fps = (double)reps / (apt_now() - t0);
     double lib_fps = bitshuffle_lib_fps(&fr.blob[0], fr.w, fr.h, (int)reps);
     snprintf(extra, sizeof extra, "\"vs_memcpy\":%.4f,\"bitshuffle_lib_frames_per_s\":%.1f,\"vs_bitshuffle_lib\":%.3f",
              full_fps / memcpy_fps, lib_fps, lib_fps > 0 ? full_fps / lib_fps : NAN);
@@ -320,13 +320,13 @@ static int bench_ingest(int argc, char **argv)
     float *out = malloc((size_t)crop * crop * sizeof *out);
     apt_bytes scratch = {0};
     apt_pixels px = {"", fr.w, fr.h, 2, APT_ENC_BSLZ4, NULL, 0};
-    t0 = cli_now();
+    t0 = apt_now();
     for (uint64_t r = 0; r < reps * 4; r++) {
         px.blob = fr.blob[r % BENCH_DISTINCT].data;
         px.blob_len = fr.blob[r % BENCH_DISTINCT].len;
         apt_frame_decode_crop(&px, &c, NULL, out, &scratch, &err);
     }
-    double crop_fps = (double)(reps * 4) / (cli_now() - t0);
+    double crop_fps = (double)(reps * 4) / (apt_now() - t0);
     snprintf(extra, sizeof extra, "\"crop\":%llu,\"vs_full_decode\":%.2f,\"vs_memcpy\":%.4f",
              (unsigned long long)crop, crop_fps / full_fps, crop_fps / memcpy_fps);
     emit("decode_crop_1core", crop_fps, (double)raw_bytes, extra);

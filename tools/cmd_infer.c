@@ -96,14 +96,14 @@ int cmd_infer(int argc, char **argv)
     }
     cli_progress prog;
     cli_progress_start(&prog, "infer", 1);
-    double t0 = cli_now();
+    double t0 = apt_now();
     if (apt_tile_run(vin.data, vin.Z, vin.Y, vin.X, &sp, forward, &c, progress, &prog, vout.data, &err)) {
         fprintf(stderr, "infer: %s\n", err.msg);
         rc = CLI_FAIL;
         goto out;
     }
     cli_progress_end(&prog);
-    double secs = cli_now() - t0;
+    double secs = apt_now() - t0;
     char cfg[512];
     snprintf(cfg, sizeof cfg, "weights: \"%s\"\nweights_id: \"%s\"\ninput: \"%s\"\n", weights,
              apt_nn_weights_id(c.m), in);

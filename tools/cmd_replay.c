@@ -89,7 +89,7 @@ static void pace(double rate, double t0, uint64_t k)
 {
     if (rate <= 0)
         return;
-    double due = t0 + (double)k / rate, now = cli_now();
+    double due = t0 + (double)k / rate, now = apt_now();
     if (due > now) {
         struct timespec ts = {(time_t)(due - now), (long)(fmod(due - now, 1.0) * 1e9)};
         nanosleep(&ts, NULL);
@@ -225,7 +225,7 @@ static int replay_angle(const replay_opts *o, apt_scanfile *sf, void *sock, void
         goto out;
 
     uint64_t k = 0, garbage_every = o->garbage ? J / (o->garbage + 1) + 1 : 0, garbage_left = o->garbage;
-    double t0 = cli_now();
+    double t0 = apt_now();
     /* stray frames of the previous series, as an aborted series leaves them in the pipe */
     for (uint32_t j = 0; prev_series && j < o->stale && j < J; j++) {
         if ((rc = load_blob(o, sf, idx, j, (size_t)H * W, elem, frame, &blob, err)))
@@ -452,7 +452,7 @@ int cmd_replay(int argc, char **argv)
     int rc = (!sock || (!strcmp(o.positions, "metadata") && !msock)) ? APT_EIO : sums ? APT_OK : APT_ENOMEM;
     cli_progress prog;
     cli_progress_start(&prog, "replay", o.n_angles);
-    double t0 = cli_now();
+    double t0 = apt_now();
     uint64_t total = 0;
     for (size_t i = 0; rc == APT_OK && i < o.n_angles; i++) {
         uint64_t series = o.series0 + i;
@@ -461,7 +461,7 @@ int cmd_replay(int argc, char **argv)
         cli_progress_update(&prog, i + 1);
     }
     cli_progress_end(&prog);
-    double secs = cli_now() - t0;
+    double secs = apt_now() - t0;
     if (rc == APT_OK) {
         printf("{\"scan\":\"%s\",\"protocol\":\"v%d\",\"encoding\":\"%s\",\"positions\":\"%s\",\"seconds\":%.3f,"
                "\"frames_per_s\":%.1f,\"stale_per_series\":%llu,\"garbage_per_series\":%llu,\"series\":[",

@@ -105,10 +105,10 @@ int cmd_watch(int argc, char **argv)
     int tty = !raw && isatty(STDOUT_FILENO);
     watch_view v = {0};
     uint64_t seen = 0, until_seen = 0;
-    double t0 = cli_now();
+    double t0 = apt_now();
     int rc = CLI_OK;
     while (!watch_stop) {
-        if (timeout > 0 && cli_now() - t0 > timeout) {
+        if (timeout > 0 && apt_now() - t0 > timeout) {
             fprintf(stderr, "watch: timeout after %.0f s\n", timeout);
             rc = CLI_FAIL;
             break;

@@ -7,8 +7,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "aptomo/clock.h"
 #include "aptomo/ptycho.h"
 
 #define COVERAGE_FLOOR 0.05 /* illumination below 5% of its maximum counts as not covered */
@@ -18,13 +18,6 @@ struct apt_angle_ctx {
     float *probe;
     double wavelength, pixel;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int apt_angle_ctx_new(const apt_angle_cfg *cfg, const float *probe, apt_angle_ctx **out, apt_error *err)
 {
@@ -72,7 +65,7 @@ int apt_angle_reconstruct(apt_angle_ctx *c, double angle_deg, const float *const
                           size_t J, apt_angle_result *r, apt_error *err)
 {
     memset(r, 0, sizeof *r);
-    double t0 = now_s();
+    double t0 = apt_now();
     const apt_angle_cfg *cfg = &c->cfg;
     int N = cfg->crop, rc;
     /* the stack covers the grid plus a margin; widen the margin until every probe window of this scan fits
@@ -183,7 +176,7 @@ out:
     apt_ptycho_destroy(&p);
     free(pos);
     free(meas);
-    r->seconds = now_s() - t0;
+    r->seconds = apt_now() - t0;
     if (rc) {
         free(r->object);
         free(r->weight);
