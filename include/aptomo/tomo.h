@@ -1,8 +1,10 @@
 /* tomo.h - classical tomography baselines on the parallel-beam tilt geometry of docs/PHYSICS.md: a matched
- * projector pair (Joseph's method, forward and exact adjoint, both computed in "gather" form so every output
- * element is owned by one thread), FBP, SIRT, SART with ordered subsets, and TV-FISTA. Units are voxels: volume
+ * projector pair (Joseph's method, forward and exact adjoint, both line by line so every output element is owned
+ * by one thread), FBP, SIRT, SART with ordered subsets, and TV-FISTA. Units are voxels: volume
  * [Z,Y,X] centred, rotation axis y, at angle theta the detector coordinate is x' = x cos(theta) + z sin(theta),
- * projections [Ntheta, Y, U] (U detector columns, centred, spacing one voxel). docs/TOMO.md has the details. */
+ * projections [Ntheta, Y, U] (U detector columns, centred, spacing one voxel). SIRT and SART hand whole y-slices
+ * to threads (each slice is an independent 2-D problem); results never depend on the thread count. docs/TOMO.md
+ * has the details. */
 #ifndef APTOMO_TOMO_H
 #define APTOMO_TOMO_H
 
@@ -59,7 +61,9 @@ typedef struct apt_iter_opts {
     double relax;       /* SIRT/SART relaxation (0, 2) */
     double lambda;      /* TV: weight relative to max|A^T b| (see docs/TOMO.md) */
     int nonneg;         /* clip to >= 0 after each update (delta is non-negative) */
-    int cylinder;       /* hold voxels outside the inscribed cylinder about the rotation axis at 0 */
+    int cylinder;       /* hold at 0 the voxels some view does not see (centre projects off the detector): the
+                           inscribed cylinder for a square slice over the half circle, the whole box for a slab
+                           whose projections hold it at every tilt */
     int tv_inner;       /* TV: inner iterations of the TV proximal step (FGP) */
     apt_tomo_progress progress;
     void *user;

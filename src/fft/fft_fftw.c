@@ -7,8 +7,12 @@
 #include <stdlib.h>
 
 #include "fft/fft_backend.h"
+#include "fft/fftw_lock.h"
 
 static pthread_mutex_t planner_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void apt_fftw_lock(void) { pthread_mutex_lock(&planner_lock); }
+void apt_fftw_unlock(void) { pthread_mutex_unlock(&planner_lock); }
 
 typedef struct cpu_impl {
     fftwf_plan fwd, inv;

@@ -4,15 +4,12 @@
  * of r2c counts every column 0 < kx < X/2 twice (its Hermitian twin), which makes the sums equal the full ones. */
 #include <fftw3.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aptomo/metrics.h"
+#include "fft/fftw_lock.h"
 
-/* FFTW's planner is not thread-safe; this lock covers the planning done here (see the report on sharing it with
-   src/fft/fft_fftw.c). */
-static pthread_mutex_t fsc_planner_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int apt_metric_fsc_shells(int Z, int Y, int X)
 {
@@ -44,9 +41,9 @@ int apt_metric_fsc(const float *a, const float *b, int Z, int Y, int X, double *
         rc = apt_err(err, APT_ENOMEM, "fsc: out of memory for %zu voxels", n);
         goto out;
     }
-    pthread_mutex_lock(&fsc_planner_lock);
+    apt_fftw_lock();
     p = fftwf_plan_dft_r2c_3d(Z, Y, X, in, fa, FFTW_ESTIMATE);
-    pthread_mutex_unlock(&fsc_planner_lock);
+    apt_fftw_unlock();
     if (!p) {
         rc = apt_err(err, APT_ENOTSUP, "fsc: FFTW cannot plan %d x %d x %d", Z, Y, X);
         goto out;
@@ -101,9 +98,9 @@ int apt_metric_fsc(const float *a, const float *b, int Z, int Y, int X, double *
         }
 out:
     if (p) {
-        pthread_mutex_lock(&fsc_planner_lock);
+        apt_fftw_lock();
         fftwf_destroy_plan(p);
-        pthread_mutex_unlock(&fsc_planner_lock);
+        apt_fftw_unlock();
     }
     fftwf_free(in);
     fftwf_free(fa);

@@ -6,8 +6,12 @@
 #include "aptomo/tomo.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "aptomo/parallel.h"
+#include "tomo/project_int.h"
 
 void apt_iter_opts_default(apt_iter_opts *o, const char *method)
 {
@@ -53,73 +57,43 @@ static void clip(float *x, size_t n, int nonneg)
             x[i] = x[i] < 0 ? 0 : x[i];
 }
 
-/* Support: the cylinder about the rotation axis that every view sees whole (radius (min(Z, X) - 1) / 2); outside
-   it limited-angle data leave the volume unconstrained, so it is held at 0 (scikit-image's circle, ASTRA's mask). */
-static void constrain(const apt_proj *p, const apt_iter_opts *o, float *x)
+/* Support in the x-z plane: the voxels every view sees, i.e. whose centre projects onto the detector (within half
+   a pixel) at every angle. For a square slice and angles around the half circle that is the inscribed cylinder
+   (scikit-image's circle, ASTRA's mask); for a slab with projections wide enough to hold it at every tilt it is
+   the whole box. Outside it the data leave the volume unconstrained, so it is held at 0. */
+static unsigned char *support_mask(const apt_proj *p, int use)
+{
+    int Z, X, U, n = apt_proj_angles(p);
+    apt_proj_dims(p, &Z, NULL, &X, &U);
+    unsigned char *m = malloc((size_t)Z * X);
+    if (!m)
+        return NULL;
+    memset(m, 1, (size_t)Z * X);
+    if (!use)
+        return m;
+    const double *th = apt_proj_theta(p);
+    double cz = (Z - 1) / 2.0, cx = (X - 1) / 2.0, half = (U - 1) / 2.0 + 0.5 + 1e-9;
+    for (int a = 0; a < n; a++) {
+        double c = cos(th[a] * M_PI / 180.0), s = sin(th[a] * M_PI / 180.0);
+        for (int k = 0; k < Z; k++)
+            for (int i = 0; i < X; i++)
+                if (fabs((i - cx) * c + (k - cz) * s) > half)
+                    m[(size_t)k * X + i] = 0;
+    }
+    return m;
+}
+
+/* Whole-volume constraint (TV works on the volume at once). */
+static void constrain(const apt_proj *p, const apt_iter_opts *o, const unsigned char *mask, float *x)
 {
     int Z, Y, X;
     apt_proj_dims(p, &Z, &Y, &X, NULL);
     clip(x, (size_t)Z * Y * X, o->nonneg);
-    if (!o->cylinder)
-        return;
-    double cz = (Z - 1) / 2.0, cx = (X - 1) / 2.0, R = (Z < X ? Z - 1 : X - 1) / 2.0 + 0.5;
     for (int k = 0; k < Z; k++)
         for (int i = 0; i < X; i++)
-            if ((k - cz) * (k - cz) + (i - cx) * (i - cx) > R * R)
+            if (!mask[(size_t)k * X + i])
                 for (int j = 0; j < Y; j++)
                     x[((size_t)k * Y + j) * X + i] = 0;
-}
-
-typedef struct dims {
-    size_t nv, ns, row; /* voxels, projection elements, one angle's Y*U */
-} dims;
-
-static dims get_dims(const apt_proj *p)
-{
-    int Z, Y, X, U;
-    apt_proj_dims(p, &Z, &Y, &X, &U);
-    return (dims){(size_t)Z * Y * X, (size_t)apt_proj_angles(p) * Y * U, (size_t)Y * U};
-}
-
-int apt_sirt(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x, apt_error *err)
-{
-    int rc = check_opts(o, err);
-    if (rc)
-        return rc;
-    dims d = get_dims(p);
-    float *R = malloc(d.ns * sizeof *R), *C = malloc(d.nv * sizeof *C), *r = malloc(d.ns * sizeof *r),
-          *g = malloc(d.nv * sizeof *g);
-    if (!R || !C || !r || !g) {
-        rc = apt_err(err, APT_ENOMEM, "sirt: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < d.nv; i++)
-        g[i] = 1;
-    for (size_t i = 0; i < d.ns; i++)
-        r[i] = 1;
-    if ((rc = apt_proj_forward(p, g, R, err)) || (rc = apt_proj_back(p, r, C, err)))
-        goto out;
-    invert(R, d.ns);
-    invert(C, d.nv);
-    for (int it = 0; it < o->iters; it++) {
-        if ((rc = apt_proj_forward(p, x, r, err)))
-            goto out;
-        for (size_t i = 0; i < d.ns; i++)
-            r[i] = (b[i] - r[i]) * R[i];
-        if ((rc = apt_proj_back(p, r, g, err)))
-            goto out;
-        for (size_t i = 0; i < d.nv; i++)
-            x[i] += (float)o->relax * C[i] * g[i];
-        constrain(p, o, x);
-        if (o->progress && o->progress(o->user, it + 1, o->iters))
-            break;
-    }
-out:
-    free(R);
-    free(C);
-    free(r);
-    free(g);
-    return rc;
 }
 
 static int cmp_theta(const void *a, const void *b, const double *th)
@@ -157,6 +131,179 @@ static void subset_order(int S, int *order)
     }
 }
 
+/* --- SIRT and SART, slice by slice ------------------------------------------------------------------------
+ * Every y-slice is an independent 2-D problem (the projector, the weights and the support are the same for all
+ * of them), so each thread takes whole slices through a full pass: no synchronisation inside a pass, and the
+ * weights (R: one detector row per angle, C: one Z x X plane per subset) are computed once, not per slice.
+ * SIRT is SART with one subset holding every angle. */
+
+typedef struct os_plan {
+    const apt_proj *p;
+    const apt_iter_opts *o;
+    const float *b;
+    int Z, Y, X, U, n, S, per;
+    int *members;            /* [S][per]: angle indices of subset s, -1 padded */
+    int *count;              /* [S] */
+    int *order;              /* visiting order of the subsets */
+    float *R;                /* [n][U]: 1 / row sums */
+    float *C;                /* [S][Z*X] (or one plane, recomputed per visit when the cache would not fit) */
+    int cache;
+    unsigned char *mask;     /* [Z*X] support */
+    float *x;
+    atomic_int failed;
+} os_plan;
+
+static void os_free(os_plan *q)
+{
+    free(q->members);
+    free(q->count);
+    free(q->order);
+    free(q->R);
+    free(q->C);
+    free(q->mask);
+}
+
+/* C_s = 1 / (A_s^T 1) on one plane. */
+static void os_colsum(const os_plan *q, int s, const float *ones_rows, float *plane, float *P)
+{
+    apt_proj_slice_back(q->p, q->members + (size_t)s * q->per, q->count[s], ones_rows, (size_t)q->U, plane,
+                        (size_t)q->X, P);
+    invert(plane, (size_t)q->Z * q->X);
+}
+
+static int os_new(os_plan *q, const apt_proj *p, const apt_iter_opts *o, const float *b, float *x, int S,
+                  apt_error *err)
+{
+    memset(q, 0, sizeof *q);
+    q->p = p, q->o = o, q->b = b, q->x = x, q->S = S;
+    apt_proj_dims(p, &q->Z, &q->Y, &q->X, &q->U);
+    q->n = apt_proj_angles(p);
+    q->per = (q->n + S - 1) / S;
+    size_t plane = (size_t)q->Z * q->X, nU = (size_t)q->n * q->U, big = plane > nU ? plane : nU;
+    q->cache = (double)S * plane * sizeof(float) <= (double)(1u << 30);
+    q->members = malloc((size_t)S * q->per * sizeof *q->members);
+    q->count = calloc((size_t)S, sizeof *q->count);
+    q->order = malloc((size_t)S * sizeof *q->order);
+    q->R = malloc(nU * sizeof *q->R);
+    q->C = malloc((q->cache ? (size_t)S : 1) * plane * sizeof *q->C);
+    q->mask = support_mask(p, o->cylinder);
+    int *sorted = malloc((size_t)q->n * sizeof *sorted);
+    float *ones = malloc(big * sizeof *ones), *P = malloc(apt_proj_scratch_floats(p) * sizeof *P);
+    int rc = APT_OK;
+    if (!q->members || !q->count || !q->order || !q->R || !q->C || !q->mask || !sorted || !ones || !P) {
+        rc = apt_err(err, APT_ENOMEM, "sart: out of memory");
+        goto out;
+    }
+    for (int a = 0; a < q->n; a++)
+        sorted[a] = a;
+    sort_by_theta(sorted, q->n, apt_proj_theta(p));
+    subset_order(S, q->order);
+    for (int s = 0; s < S; s++)
+        for (int a = s; a < q->n; a += S)
+            q->members[(size_t)s * q->per + q->count[s]++] = sorted[a];
+    for (size_t i = 0; i < big; i++)
+        ones[i] = 1;
+    int *all = malloc((size_t)q->n * sizeof *all);
+    if (!all) {
+        rc = apt_err(err, APT_ENOMEM, "sart: out of memory");
+        goto out;
+    }
+    for (int a = 0; a < q->n; a++)
+        all[a] = a;
+    apt_proj_slice_forward(p, all, q->n, ones, (size_t)q->X, q->R, (size_t)q->U, P);
+    free(all);
+    invert(q->R, nU);
+    for (int s = 0; q->cache && s < S; s++)
+        os_colsum(q, s, ones, q->C + (size_t)s * plane, P);
+out:
+    free(sorted);
+    free(ones);
+    free(P);
+    if (rc)
+        os_free(q);
+    return rc;
+}
+
+/* One pass over all subsets for slices [j0, j1). */
+static void os_pass(void *ctx, long j0, long j1)
+{
+    os_plan *q = ctx;
+    int Y = q->Y, X = q->X, U = q->U;
+    size_t plane = (size_t)q->Z * X, rs = (size_t)Y * X;
+    float *r = malloc((size_t)q->per * U * sizeof *r), *g = malloc(plane * sizeof *g),
+          *P = malloc(apt_proj_scratch_floats(q->p) * sizeof *P), *Cp = NULL, *ones = NULL;
+    if (!q->cache) {
+        Cp = malloc(plane * sizeof *Cp);
+        ones = malloc((size_t)q->per * U * sizeof *ones);
+        for (size_t i = 0; ones && i < (size_t)q->per * U; i++)
+            ones[i] = 1;
+    }
+    if (!r || !g || !P || (!q->cache && (!Cp || !ones))) {
+        atomic_store(&q->failed, 1);
+        goto out;
+    }
+    float relax = (float)q->o->relax;
+    for (long j = j0; j < j1; j++) {
+        float *xs = q->x + (size_t)j * X;
+        for (int v = 0; v < q->S; v++) {
+            int s = q->order[v], m = q->count[s];
+            const int *idx = q->members + (size_t)s * q->per;
+            const float *Cs = q->cache ? q->C + (size_t)s * plane : Cp;
+            if (!q->cache)
+                os_colsum(q, s, ones, Cp, P);
+            apt_proj_slice_forward(q->p, idx, m, xs, rs, r, (size_t)U, P);
+            for (int t = 0; t < m; t++) {
+                const float *bt = q->b + ((size_t)idx[t] * Y + j) * U, *Rt = q->R + (size_t)idx[t] * U;
+                float *rt = r + (size_t)t * U;
+                for (int u = 0; u < U; u++)
+                    rt[u] = (bt[u] - rt[u]) * Rt[u];
+            }
+            apt_proj_slice_back(q->p, idx, m, r, (size_t)U, g, (size_t)X, P);
+            int nonneg = q->o->nonneg;
+            for (int k = 0; k < q->Z; k++) {
+                float *xr = xs + (size_t)k * rs;
+                const float *gr = g + (size_t)k * X, *cr = Cs + (size_t)k * X;
+                const unsigned char *mr = q->mask + (size_t)k * X;
+                for (int i = 0; i < X; i++) {
+                    float val = xr[i] + relax * cr[i] * gr[i];
+                    val = nonneg && val < 0 ? 0 : val;
+                    xr[i] = mr[i] ? val : 0;
+                }
+            }
+        }
+    }
+out:
+    free(r);
+    free(g);
+    free(P);
+    free(Cp);
+    free(ones);
+}
+
+static int os_run(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x, int S, apt_error *err)
+{
+    os_plan q;
+    int rc = os_new(&q, p, o, b, x, S, err);
+    if (rc)
+        return rc;
+    for (int it = 0; it < o->iters && !rc; it++) {
+        atomic_init(&q.failed, 0);
+        apt_par_for(os_pass, &q, q.Y, apt_proj_threads(p));
+        if (atomic_load(&q.failed))
+            rc = apt_err(err, APT_ENOMEM, "sart: out of memory for a slice's buffers");
+        else if (o->progress && o->progress(o->user, it + 1, o->iters))
+            break;
+    }
+    os_free(&q);
+    return rc;
+}
+
+int apt_sirt(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x, apt_error *err)
+{
+    int rc = check_opts(o, err);
+    return rc ? rc : os_run(p, b, o, x, 1, err);
+}
+
 int apt_sart(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x, apt_error *err)
 {
     int rc = check_opts(o, err);
@@ -165,74 +312,7 @@ int apt_sart(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x
     int n = apt_proj_angles(p), S = o->subsets ? o->subsets : n;
     if (S < 1 || S > n)
         return apt_err(err, APT_EINVAL, "subsets: %d out of range (1..%d angles)", S, n);
-    dims d = get_dims(p);
-    int per = (n + S - 1) / S;
-    /* column sums cached per subset when that fits in 1 GiB, else recomputed on each visit */
-    int cache = (double)S * d.nv * sizeof(float) <= (double)(1u << 30);
-    int *sorted = malloc((size_t)n * sizeof *sorted), *order = malloc((size_t)S * sizeof *order),
-        *idx = malloc((size_t)per * sizeof *idx);
-    float *R = malloc(d.ns * sizeof *R), *ones = malloc((d.nv > d.row * per ? d.nv : d.row * per) * sizeof *ones),
-          *r = malloc(d.row * per * sizeof *r), *g = malloc(d.nv * sizeof *g),
-          *C = malloc((cache ? (size_t)S : 1) * d.nv * sizeof *C);
-    if (!sorted || !order || !idx || !R || !ones || !r || !g || !C) {
-        rc = apt_err(err, APT_ENOMEM, "sart: out of memory");
-        goto out;
-    }
-    for (int a = 0; a < n; a++)
-        sorted[a] = a;
-    sort_by_theta(sorted, n, apt_proj_theta(p));
-    subset_order(S, order);
-    for (size_t i = 0; i < (d.nv > d.row * per ? d.nv : d.row * per); i++)
-        ones[i] = 1;
-    if ((rc = apt_proj_forward(p, ones, R, err)))
-        goto out;
-    invert(R, d.ns);
-    for (int s = 0; cache && s < S; s++) {
-        int m = 0;
-        for (int a = s; a < n; a += S)
-            idx[m++] = sorted[a];
-        if ((rc = apt_proj_back_sub(p, ones, idx, m, C + (size_t)s * d.nv, err)))
-            goto out;
-        invert(C + (size_t)s * d.nv, d.nv);
-    }
-    for (int it = 0; it < o->iters; it++) {
-        for (int v = 0; v < S; v++) {
-            int s = order[v], m = 0;
-            for (int a = s; a < n; a += S)
-                idx[m++] = sorted[a];
-            float *Cs = C + (cache ? (size_t)s * d.nv : 0);
-            if (!cache) {
-                if ((rc = apt_proj_back_sub(p, ones, idx, m, Cs, err)))
-                    goto out;
-                invert(Cs, d.nv);
-            }
-            if ((rc = apt_proj_forward_sub(p, x, idx, m, r, err)))
-                goto out;
-            for (int q = 0; q < m; q++) {
-                const float *bq = b + (size_t)idx[q] * d.row, *Rq = R + (size_t)idx[q] * d.row;
-                float *rq = r + (size_t)q * d.row;
-                for (size_t i = 0; i < d.row; i++)
-                    rq[i] = (bq[i] - rq[i]) * Rq[i];
-            }
-            if ((rc = apt_proj_back_sub(p, r, idx, m, g, err)))
-                goto out;
-            for (size_t i = 0; i < d.nv; i++)
-                x[i] += (float)o->relax * Cs[i] * g[i];
-            constrain(p, o, x);
-        }
-        if (o->progress && o->progress(o->user, it + 1, o->iters))
-            break;
-    }
-out:
-    free(sorted);
-    free(order);
-    free(idx);
-    free(R);
-    free(ones);
-    free(r);
-    free(g);
-    free(C);
-    return rc;
+    return os_run(p, b, o, x, S, err);
 }
 
 /* --- TV ------------------------------------------------------------------------------------------------ */
@@ -314,6 +394,17 @@ static void tv_prox(tvbuf *t, const float *z, double w, int inner, int nonneg, f
     }
 }
 
+typedef struct dims {
+    size_t nv, ns; /* voxels, projection elements */
+} dims;
+
+static dims get_dims(const apt_proj *p)
+{
+    int Z, Y, X, U;
+    apt_proj_dims(p, &Z, &Y, &X, &U);
+    return (dims){(size_t)Z * Y * X, (size_t)apt_proj_angles(p) * Y * U};
+}
+
 int apt_tv_fista(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x, apt_error *err)
 {
     int rc = check_opts(o, err);
@@ -324,7 +415,8 @@ int apt_tv_fista(const apt_proj *p, const float *b, const apt_iter_opts *o, floa
     apt_proj_dims(p, &t.Z, &t.Y, &t.X, NULL);
     float *y = malloc(d.nv * sizeof *y), *gz = malloc(d.nv * sizeof *gz), *xn = malloc(d.nv * sizeof *xn),
           *r = malloc(d.ns * sizeof *r);
-    int ok = y && gz && xn && r && (t.xin = malloc(d.nv * sizeof(float)));
+    unsigned char *mask = support_mask(p, o->cylinder);
+    int ok = y && gz && xn && r && mask && (t.xin = malloc(d.nv * sizeof(float)));
     for (int a = 0; ok && a < 3; a++)
         ok = (t.p[a] = calloc(d.nv, sizeof(float))) && (t.r[a] = calloc(d.nv, sizeof(float)));
     if (!ok) {
@@ -357,7 +449,7 @@ int apt_tv_fista(const apt_proj *p, const float *b, const apt_iter_opts *o, floa
         for (size_t i = 0; i < d.nv; i++)
             gz[i] = y[i] - (float)(gz[i] / L);
         tv_prox(&t, gz, w, o->tv_inner, o->nonneg, xn);
-        constrain(p, o, xn);
+        constrain(p, o, mask, xn);
         double tk1 = (1 + sqrt(1 + 4 * tk * tk)) / 2, beta = (tk - 1) / tk1;
         for (size_t i = 0; i < d.nv; i++) {
             y[i] = xn[i] + (float)beta * (xn[i] - x[i]);
@@ -373,6 +465,7 @@ out:
     free(xn);
     free(r);
     free(t.xin);
+    free(mask);
     for (int a = 0; a < 3; a++) {
         free(t.p[a]);
         free(t.r[a]);

@@ -1,17 +1,20 @@
 /* project.c - the matched parallel-beam projector pair (Joseph's method) for the tilt geometry: every ray marches
- * along the volume axis closest to the beam (z or x) and interpolates linearly along the other one. The adjoint is
- * written in gather form - each voxel collects the few detector pixels whose hat weight reaches it - so forward
- * (tasks = angle x row) and back (tasks = z-plane x row) both parallelise without atomics and stay exact adjoints:
- * both evaluate the same interpolation coordinate with the same arithmetic (project_int.h). */
+ * along the volume axis closest to the beam (z or x) and interpolates linearly along the other one. Both directions
+ * work line by line (a z-row or an x-column of one slice against one detector row): the forward pass resamples the
+ * zero-padded line, the adjoint scatters the detector row onto it with the same weights from the same arithmetic
+ * (line_coord), so they are exact transposes, branch-free inside, and need no atomics: forward tasks own detector
+ * rows, adjoint tasks own volume rows (z-major angles) then columns (x-major angles). Slice-level entry points
+ * (project_int.h) let SIRT/SART run whole slices per thread. */
 #include "aptomo/tomo.h"
 
 #include <math.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "aptomo/parallel.h"
 #include "tomo/project_int.h"
 
 struct apt_proj {
@@ -121,136 +124,191 @@ void apt_proj_dims(const apt_proj *p, int *Z, int *Y, int *X, int *U)
 
 /* --- kernels ------------------------------------------------------------------------------------------- */
 
-/* One detector row: sino row [U] of angle a at volume row j. */
-static void forward_row(const apt_proj_shape *sh, const apt_proj_angle *a, const float *vol, int j, float *row)
+/* Coordinate of detector pixel u on line m (fb = b0 + m db): f = u ia + fb, as in project_int.h. Returns the
+   index into the zero-padded line P[0..N+1] (P[i + 1] = voxel i) of the left neighbour and the right weight; the
+   weight is f - floor(f) exactly as the CUDA twin computes it. */
+static inline int line_coord(const apt_proj_angle *a, int u, double fb, float *w)
 {
-    int Z = sh->Z, Y = sh->Y, X = sh->X, U = sh->U;
-    int M = a->zmajor ? Z : X, N = a->zmajor ? X : Z; /* marching count, interpolated count */
-    for (int u = 0; u < U; u++) {
-        double acc = 0;
-        for (int m = 0; m < M; m++) {
-            double f = u * a->ia + (a->b0 + m * a->db);
-            if (f <= -1.0 || f >= N)
-                continue;
-            double fl = floor(f), w1 = f - fl;
-            int i0 = (int)fl;
-            float v0, v1;
-            if (a->zmajor) {
-                const float *r = vol + ((size_t)m * Y + j) * X;
-                v0 = i0 >= 0 ? r[i0] : 0.0f;
-                v1 = i0 + 1 < N ? r[i0 + 1] : 0.0f;
-            } else {
-                v0 = i0 >= 0 ? vol[((size_t)i0 * Y + j) * X + m] : 0.0f;
-                v1 = i0 + 1 < N ? vol[((size_t)(i0 + 1) * Y + j) * X + m] : 0.0f;
-            }
-            acc += (1.0 - w1) * v0 + w1 * v1;
+    double f = u * a->ia + fb;
+    int i0 = f < 0 ? -1 : (int)f; /* floor for f > -1 */
+    *w = (float)(f - i0);
+    return i0 + 1;
+}
+
+static inline int line_valid(const apt_proj_angle *a, int u, double fb, int N)
+{
+    double f = u * a->ia + fb;
+    return f > -1.0 && f < N;
+}
+
+/* The detector pixels whose ray meets line m (-1 < f < N): a contiguous range since f is monotone in u even after
+   rounding; solved by division, then settled with the exact test so it matches line_valid bit for bit. */
+static int line_range(const apt_proj_angle *a, double fb, int N, int U, int *lo, int *hi)
+{
+    double t1 = (-1.0 - fb) / a->ia, t2 = (N - fb) / a->ia;
+    if (t1 > t2) {
+        double t = t1;
+        t1 = t2, t2 = t;
+    }
+    if (t2 < -1 || t1 > U)
+        return 0;
+    int l = t1 < 0 ? 0 : (int)floor(t1), h = t2 > U - 1 ? U - 1 : (int)ceil(t2);
+    while (l <= h && !line_valid(a, l, fb, N))
+        l++;
+    while (h >= l && !line_valid(a, h, fb, N))
+        h--;
+    *lo = l, *hi = h;
+    return l <= h;
+}
+
+size_t apt_proj_scratch_floats(const apt_proj *p)
+{
+    return (size_t)(p->sh.Z > p->sh.X ? p->sh.Z : p->sh.X) + 2;
+}
+
+/* Ray sums of one angle through one slice: row[U] = A_a v, v's row k at v + k rs. Line by line (a z-row for
+   z-major angles, an x-column otherwise) copied into the zero-padded P, then a branch-free resampling into row. */
+static void fwd_slice_row(const apt_proj_shape *sh, const apt_proj_angle *a, const float *v, size_t rs, float *row,
+                          float *P)
+{
+    int U = sh->U, zm = a->zmajor, M = zm ? sh->Z : sh->X, N = zm ? sh->X : sh->Z;
+    memset(row, 0, (size_t)U * sizeof *row);
+    P[0] = 0, P[N + 1] = 0;
+    for (int m = 0; m < M; m++) {
+        double fb = a->b0 + m * a->db;
+        int lo, hi;
+        if (!line_range(a, fb, N, U, &lo, &hi))
+            continue;
+        if (zm)
+            memcpy(P + 1, v + (size_t)m * rs, (size_t)N * sizeof *P);
+        else
+            for (int k = 0; k < N; k++)
+                P[k + 1] = v[(size_t)k * rs + m];
+        for (int u = lo; u <= hi; u++) {
+            float w;
+            int ip = line_coord(a, u, fb, &w);
+            row[u] += (1.0f - w) * P[ip] + w * P[ip + 1];
         }
-        row[u] = (float)(acc * a->len);
+    }
+    float len = (float)a->len;
+    for (int u = 0; u < U; u++)
+        row[u] *= len;
+}
+
+/* The transpose on line m: scatter the detector row onto the padded line with the same weights. */
+static inline void back_line(const apt_proj_angle *a, const float *row, int m, int N, int U, float *P)
+{
+    double fb = a->b0 + m * a->db;
+    int lo, hi;
+    memset(P, 0, (size_t)(N + 2) * sizeof *P);
+    if (!line_range(a, fb, N, U, &lo, &hi))
+        return;
+    for (int u = lo; u <= hi; u++) {
+        float w;
+        int ip = line_coord(a, u, fb, &w);
+        P[ip] += (1.0f - w) * row[u];
+        P[ip + 1] += w * row[u];
     }
 }
 
-/* Hat-weighted sum over detector pixels u of one sino row at interpolation index q (the voxel's index along the
-   interpolated axis) and marching index m: the exact transpose of forward_row's weights. */
-static inline double gather(const apt_proj_angle *a, const float *row, int U, int m, int q)
+/* Adjoint, first part: rows k in [k0, k1) of one slice are set to the sum over the z-major angles of the subset
+   (sino row s at s_in + s ss). */
+static void back_slice_rows(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
+                            const float *s_in, size_t ss, float *v, size_t rs, int k0, int k1, float *P)
 {
-    double b = a->b0 + m * a->db;
-    double lo = (q - 1 - b) * (1.0 / a->ia), hi = (q + 1 - b) * (1.0 / a->ia);
-    if (lo > hi) {
-        double t = lo;
-        lo = hi, hi = t;
+    int X = sh->X, U = sh->U;
+    for (int k = k0; k < k1; k++) {
+        float *out = v + (size_t)k * rs;
+        memset(out, 0, (size_t)X * sizeof *out);
+        for (int s = 0; s < n; s++) {
+            const apt_proj_angle *a = &ang[idx[s]];
+            if (!a->zmajor)
+                continue;
+            back_line(a, s_in + (size_t)s * ss, k, X, U, P);
+            float len = (float)a->len;
+            for (int i = 0; i < X; i++)
+                out[i] += P[i + 1] * len;
+        }
     }
-    int u0 = (int)ceil(lo) - 1, u1 = (int)floor(hi) + 1; /* one extra each side: rounding of 1/ia */
-    if (u0 < 0)
-        u0 = 0;
-    if (u1 > U - 1)
-        u1 = U - 1;
-    double acc = 0;
-    for (int u = u0; u <= u1; u++) {
-        double f = u * a->ia + b;
-        double fl = floor(f), w1 = f - fl;
-        int i0 = (int)fl;
-        if (i0 == q)
-            acc += (1.0 - w1) * row[u];
-        else if (i0 + 1 == q)
-            acc += w1 * row[u];
-    }
-    return acc * a->len;
 }
 
-/* One volume row (k, j, all i) from angles idx[n]. */
-static void back_row(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n, const float *sino,
-                     int k, int j, float *out)
+/* Adjoint, second part: columns i in [i0, i1) gain the x-major angles' share. */
+static void back_slice_cols(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
+                            const float *s_in, size_t ss, float *v, size_t rs, int i0, int i1, float *P)
 {
-    int Y = sh->Y, X = sh->X, U = sh->U;
-    for (int i = 0; i < X; i++)
-        out[i] = 0;
-    for (int s = 0; s < n; s++) {
-        const apt_proj_angle *a = &ang[idx[s]];
-        const float *row = sino + ((size_t)s * Y + j) * U;
-        for (int i = 0; i < X; i++)
-            out[i] += (float)(a->zmajor ? gather(a, row, U, k, i) : gather(a, row, U, i, k));
-    }
+    int Z = sh->Z, U = sh->U;
+    for (int i = i0; i < i1; i++)
+        for (int s = 0; s < n; s++) {
+            const apt_proj_angle *a = &ang[idx[s]];
+            if (a->zmajor)
+                continue;
+            back_line(a, s_in + (size_t)s * ss, i, Z, U, P);
+            float len = (float)a->len;
+            for (int k = 0; k < Z; k++)
+                v[(size_t)k * rs + i] += P[k + 1] * len;
+        }
+}
+
+void apt_proj_slice_forward(const apt_proj *p, const int *idx, int n, const float *v, size_t rs, float *s_out,
+                            size_t ss, float *P)
+{
+    for (int s = 0; s < n; s++)
+        fwd_slice_row(&p->sh, &p->ang[idx[s]], v, rs, s_out + (size_t)s * ss, P);
+}
+
+void apt_proj_slice_back(const apt_proj *p, const int *idx, int n, const float *s_in, size_t ss, float *v, size_t rs,
+                         float *P)
+{
+    back_slice_rows(&p->sh, p->ang, idx, n, s_in, ss, v, rs, 0, p->sh.Z, P);
+    back_slice_cols(&p->sh, p->ang, idx, n, s_in, ss, v, rs, 0, p->sh.X, P);
 }
 
 /* --- threads ------------------------------------------------------------------------------------------- */
 
+/* Whole-volume operators: forward tasks are (slice, angle) rows, slice-major so a thread keeps its slices in
+   cache; the adjoint runs as two conflict-free passes, (slice, z-row) tasks for the z-major angles, then
+   (slice, x-column) tasks for the x-major ones. Results do not depend on the thread count. */
 typedef struct job {
     const apt_proj *p;
     const int *idx;
-    int n, back;
+    int n, pass; /* 0 forward, 1 adjoint rows, 2 adjoint columns */
     const float *in;
     float *out;
-    size_t t0, t1; /* task range */
+    atomic_int failed; /* a thread could not get its scratch line */
 } job;
 
-static void *run_job(void *arg)
+static void run_job(void *arg, long t0, long t1)
 {
     job *jb = arg;
     const apt_proj_shape *sh = &jb->p->sh;
-    for (size_t t = jb->t0; t < jb->t1; t++) {
-        if (jb->back) { /* task = (k, j) */
-            int k = (int)(t / (size_t)sh->Y), j = (int)(t % (size_t)sh->Y);
-            back_row(sh, jb->p->ang, jb->idx, jb->n, jb->in, k, j, jb->out + ((size_t)k * sh->Y + j) * sh->X);
-        } else {        /* task = (s, j) */
-            int s = (int)(t / (size_t)sh->Y), j = (int)(t % (size_t)sh->Y);
-            forward_row(sh, &jb->p->ang[jb->idx[s]], jb->in, j, jb->out + ((size_t)s * sh->Y + j) * sh->U);
-        }
+    size_t rs = (size_t)sh->Y * sh->X, ss = (size_t)sh->Y * sh->U;
+    float *P = malloc(apt_proj_scratch_floats(jb->p) * sizeof *P);
+    if (!P) {
+        atomic_store(&jb->failed, 1);
+        return;
     }
-    return NULL;
+    long per = jb->pass == 0 ? jb->n : jb->pass == 1 ? sh->Z : sh->X;
+    for (long t = t0; t < t1; t++) {
+        int j = (int)(t / per), q = (int)(t % per);
+        if (jb->pass == 0)
+            fwd_slice_row(sh, &jb->p->ang[jb->idx[q]], jb->in + (size_t)j * sh->X, rs,
+                          jb->out + ((size_t)q * sh->Y + j) * sh->U, P);
+        else if (jb->pass == 1)
+            back_slice_rows(sh, jb->p->ang, jb->idx, jb->n, jb->in + (size_t)j * sh->U, ss, jb->out + (size_t)j * sh->X,
+                            rs, q, q + 1, P);
+        else
+            back_slice_cols(sh, jb->p->ang, jb->idx, jb->n, jb->in + (size_t)j * sh->U, ss, jb->out + (size_t)j * sh->X,
+                            rs, q, q + 1, P);
+    }
+    free(P);
 }
 
-/* Contiguous task ranges, one per thread; small jobs run inline (thread start-up would dominate). */
-static int run_parallel(const apt_proj *p, job proto, size_t tasks, size_t work, apt_error *err)
+/* Small jobs run inline: thread start-up would dominate. */
+static int run_parallel(const apt_proj *p, job *jb, long tasks, size_t work, apt_error *err)
 {
-    int T = p->threads;
-    if ((size_t)T > tasks)
-        T = (int)tasks;
-    if (work < ((size_t)1 << 16))
-        T = 1;
-    if (T <= 1) {
-        proto.t0 = 0, proto.t1 = tasks;
-        run_job(&proto);
-        return APT_OK;
-    }
-    pthread_t th[256];
-    job jobs[256];
-    int live[256] = {0};
-    for (int t = 0; t < T; t++) {
-        jobs[t] = proto;
-        jobs[t].t0 = tasks * t / T;
-        jobs[t].t1 = tasks * (t + 1) / T;
-        if (t > 0)
-            live[t] = pthread_create(&th[t], NULL, run_job, &jobs[t]) == 0;
-    }
-    run_job(&jobs[0]);
-    for (int t = 1; t < T; t++) {
-        if (live[t])
-            pthread_join(th[t], NULL);
-        else
-            run_job(&jobs[t]); /* could not start a thread: do its share here */
-    }
-    (void)err;
-    return APT_OK;
+    atomic_init(&jb->failed, 0);
+    apt_par_for(run_job, jb, tasks, work < ((size_t)1 << 16) ? 1 : p->threads);
+    return atomic_load(&jb->failed) ? apt_err(err, APT_ENOMEM, "tomo: out of memory for a scratch line") : APT_OK;
 }
 
 static int check_idx(const apt_proj *p, const int *idx, int n, apt_error *err)
@@ -272,8 +330,8 @@ int apt_proj_forward_sub(const apt_proj *p, const float *vol, const int *idx, in
     if (p->gpu && apt_proj_cuda_forward(&p->sh, p->ang, idx, n, vol, sino_sub, NULL) == APT_OK)
         return APT_OK;
     size_t M = (size_t)(p->sh.Z > p->sh.X ? p->sh.Z : p->sh.X);
-    job jb = {p, idx, n, 0, vol, sino_sub, 0, 0};
-    return run_parallel(p, jb, (size_t)n * p->sh.Y, (size_t)n * p->sh.Y * p->sh.U * M, err);
+    job jb = {.p = p, .idx = idx, .n = n, .pass = 0, .in = vol, .out = sino_sub};
+    return run_parallel(p, &jb, (long)n * p->sh.Y, (size_t)n * p->sh.Y * p->sh.U * M, err);
 }
 
 int apt_proj_back_sub(const apt_proj *p, const float *sino_sub, const int *idx, int n, float *vol, apt_error *err)
@@ -283,8 +341,15 @@ int apt_proj_back_sub(const apt_proj *p, const float *sino_sub, const int *idx, 
         return rc;
     if (p->gpu && apt_proj_cuda_back(&p->sh, p->ang, idx, n, sino_sub, vol, NULL) == APT_OK)
         return APT_OK;
-    job jb = {p, idx, n, 1, sino_sub, vol, 0, 0};
-    return run_parallel(p, jb, (size_t)p->sh.Z * p->sh.Y, (size_t)n * p->sh.Z * p->sh.Y * p->sh.X * 3, err);
+    size_t work = (size_t)n * p->sh.Z * p->sh.Y * p->sh.X * 2;
+    job rows = {.p = p, .idx = idx, .n = n, .pass = 1, .in = sino_sub, .out = vol};
+    job cols = {.p = p, .idx = idx, .n = n, .pass = 2, .in = sino_sub, .out = vol};
+    if ((rc = run_parallel(p, &rows, (long)p->sh.Y * p->sh.Z, work, err)))
+        return rc;
+    int any_x = 0;
+    for (int s = 0; s < n; s++)
+        any_x |= !p->ang[idx[s]].zmajor;
+    return any_x ? run_parallel(p, &cols, (long)p->sh.Y * p->sh.X, work, err) : APT_OK;
 }
 
 int apt_proj_forward(const apt_proj *p, const float *vol, float *sino, apt_error *err)

@@ -4,6 +4,8 @@
 #ifndef APTOMO_TOMO_PROJECT_INT_H
 #define APTOMO_TOMO_PROJECT_INT_H
 
+#include <stddef.h>
+
 #include "aptomo/error.h"
 
 typedef struct apt_proj_angle {
@@ -16,6 +18,16 @@ typedef struct apt_proj_angle {
 typedef struct apt_proj_shape {
     int Z, Y, X, U;
 } apt_proj_shape;
+
+struct apt_proj;
+/* One slice (volume rows k at v + k rs, [Z][X]) against the angles idx[n] (detector rows s at s + s ss, [U]),
+   single-threaded, with P a scratch line of apt_proj_scratch_floats() floats: what the whole-volume operators do
+   per slice, so a caller that owns whole slices (SIRT, SART) gets the same numbers. */
+size_t apt_proj_scratch_floats(const struct apt_proj *p);
+void apt_proj_slice_forward(const struct apt_proj *p, const int *idx, int n, const float *v, size_t rs,
+                            float *s_out, size_t ss, float *P);
+void apt_proj_slice_back(const struct apt_proj *p, const int *idx, int n, const float *s_in, size_t ss, float *v,
+                         size_t rs, float *P);
 
 /* CUDA twin (project_cuda.cu; project_cuda_nocuda.c answers APT_ENODEV). Host arrays in and out; angles idx[n]. */
 int apt_proj_cuda_usable(void);
