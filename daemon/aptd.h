@@ -38,6 +38,7 @@ typedef struct aptd_settings {
     char reference[1024];       /* tomo.reference, "" = none */
     double converge_pcc;
     int converge_updates;
+    int baseline;                     /* tomo.baseline: 0 none, 1 fbp, 2 sart */
     int spool_frames;
     int log_level;              /* APT_LOG_* */
     /* physics: probe NULL = reconstruction off (angles are only reported) */

@@ -91,8 +91,20 @@ typedef struct aptd_refine_state {
     int unchanged, stop_n_star, stop_converged;
 } aptd_refine_state;
 
+enum { APTD_BASELINE_NONE = 0, APTD_BASELINE_FBP = 1, APTD_BASELINE_SART = 2 }; /* tomo.baseline */
+
+/* The live classical baseline (baseline.c): projections of the angles since the last reset. */
+typedef struct aptd_baseline {
+    int method, n, U;
+    size_t cap, row;                  /* rows allocated, floats per row (Y * U) */
+    float *proj;                      /* [cap][Y][U] */
+    double *theta;                    /* [cap] */
+    float *vol;                       /* the grid's [Z, Y, X] */
+} aptd_baseline;
+
 /* The reconstruction worker's own state (touched by that thread only). */
 typedef struct aptd_recon_state {
+    aptd_baseline base;
     apt_angle_ctx *ctx;
     apt_approx *approx;
     float *volume;                    /* scratch for publishing */
@@ -174,6 +186,11 @@ int aptd_recon_start(aptd *d, apt_error *err);
 void aptd_recon_stop(aptd *d);
 void aptd_angle_free(aptd *d, aptd_angle **a);
 void aptd_recon_free(aptd *d);
+/* baseline.c (recon worker only) */
+int aptd_baseline_init(aptd *d, apt_error *err);
+void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double angle_deg);
+void aptd_baseline_reset(aptd *d);
+void aptd_baseline_free(aptd *d);
 /* refine.c */
 int aptd_refine_start(aptd *d, apt_error *err);
 void aptd_refine_stop(aptd *d);

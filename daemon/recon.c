@@ -1,7 +1,8 @@
 /* recon.c - complete angles -> per-angle ptychography -> the Approximant -> `angle` and `approximant` messages and
  * the result file. One worker takes angles in completion order, so the Approximant grows one angle at a time while
  * ingest of the next angle goes on (apt_angle_reconstruct is multi-threaded inside). Same code as
- * `aptomo approximant`. Without a probe (physics disabled) the worker only reports what arrived. */
+ * `aptomo approximant`. Each angle also feeds the live classical baseline (baseline.c). Without a probe (physics
+ * disabled) the worker only reports what arrived. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -113,6 +114,7 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
     double t0 = apt_now(), counts = mean_counts(a);
     if (atomic_exchange(&d->reset_requested, 0)) {
         apt_approx_reset(r->approx);
+        aptd_baseline_reset(d);
         r->n_theta = 0;
         apt_info("Approximant reset: a new tomographic scan starts");
     }
@@ -145,8 +147,9 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
              res.n_loss ? res.loss[0] : NAN, res.n_loss ? res.loss[res.n_loss - 1] : NAN,
              apt_approx_angles(r->approx));
     publish_angle(d, a, &res, apt_now() - t0, counts);
-    apt_angle_result_free(&res);
     publish_approximant(d, r);
+    aptd_baseline_add(d, &res, 2 * M_PI / apt_angle_wavelength(r->ctx), a->angle_deg);
+    apt_angle_result_free(&res);
     int n = apt_approx_angles(r->approx);
     if (n >= d->s.n_star && (n - d->s.n_star) % (d->s.publish_every > 0 ? d->s.publish_every : 1) == 0)
         aptd_refine_request(d, r->volume, apt_approx_grid(r->approx), n, r->theta, r->n_theta,
@@ -177,6 +180,8 @@ int aptd_recon_start(aptd *d, apt_error *err)
         size_t n = (size_t)d->s.angle.grid.Z * d->s.angle.grid.Y * d->s.angle.grid.X;
         if (!rc && !(r->volume = malloc(n * sizeof *r->volume)))
             rc = apt_err(err, APT_ENOMEM, "out of memory for the %zu-voxel Approximant", n);
+        if (!rc)
+            rc = aptd_baseline_init(d, err);
         if (rc)
             return rc;
         apt_info("per-angle reconstruction: %d slices, %d modes, %d iterations x %d batches; Approximant grid "
@@ -203,4 +208,5 @@ void aptd_recon_free(aptd *d)
     apt_approx_destroy(&d->rs.approx);
     free(d->rs.volume);
     d->rs.volume = NULL;
+    aptd_baseline_free(d);
 }

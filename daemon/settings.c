@@ -63,6 +63,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     COPY_STR(s->reference, "tomo.reference");
     s->converge_pcc = apt_config_float(cfg, "tomo.converge_pcc", err);
     s->converge_updates = (int)apt_config_int(cfg, "tomo.converge_updates", err);
+    s->baseline = apt_config_enum(cfg, "tomo.baseline", err); /* index into none|fbp|sart = APTD_BASELINE_* */
     s->spool_frames = apt_config_bool(cfg, "storage.spool_frames", err);
     s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
     if (s->log_level < 0)

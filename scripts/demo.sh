@@ -66,15 +66,20 @@ with h5py.File(f"{out}/scan.h5", "r") as scan:
             same = all(np.array_equal(f["entry/data/data"][j], src[j]) for j in ids[:50])
             print(f"   series {s['series']}: {len(ids)} frames spooled (sent {s['sent']}), first 50 bit-identical: {same}")
 PYEOF
-echo "== 7. results: Approximant vs ground truth"
-$APTOMO preview "$OUT/live/approximant.h5" "$OUT/scan.h5:/entry/sample/ground_truth" -o "$OUT/approximant_vs_truth.png" \
-    --title "aptomod live Approximant (top) vs ground truth delta (bottom)" > /dev/null
+echo "== 7. results: Approximant and the live FBP baseline vs ground truth"
+$APTOMO preview "$OUT/live/approximant.h5" "$OUT/live/baseline.h5" "$OUT/scan.h5:/entry/sample/ground_truth" \
+    -o "$OUT/approximant_vs_truth.png" \
+    --title "aptomod live: Approximant (top), FBP of the same angles (middle), ground truth delta (bottom)" > /dev/null
 $APTOMO metrics "$OUT/live/approximant.h5" "$OUT/scan.h5" --ref-dataset /entry/sample/ground_truth \
     > "$OUT/metrics.json"
-$PY -c 'import json, sys; m = json.load(open(sys.argv[1])); print("   Approximant vs ground truth: " + ", ".join(
-    "%s %.3f" % (k, m[k]) for k in ("pcc", "ms_ssim", "dsc", "ber", "fsc_threshold_px") if m.get(k) is not None))' \
-    "$OUT/metrics.json"
+$APTOMO metrics "$OUT/live/baseline.h5" "$OUT/scan.h5" --ref-dataset /entry/sample/ground_truth \
+    > "$OUT/metrics_fbp.json"
+for what in "Approximant:metrics" "FBP baseline:metrics_fbp"; do
+    $PY -c 'import json, sys; m = json.load(open(sys.argv[2])); print("   %-12s vs ground truth: " % sys.argv[1] + ", ".join(
+        "%s %.3f" % (k, m[k]) for k in ("pcc", "ms_ssim", "dsc", "ber", "fsc_threshold_px") if m.get(k) is not None))' \
+        "${what%%:*}" "$OUT/${what#*:}.json"
+done
 grep -E '^(stop|volume)' "$OUT/watch.log" | cut -c1-150 | sed 's/^/   /' || true
 echo "   files: $OUT/live/approximant.h5, $OUT/live/approximant.png, $OUT/live/volume.h5, $OUT/live/volume.png,"
-echo "          $OUT/approximant_vs_truth.png, $OUT/metrics.json"
+echo "          $OUT/live/baseline.h5, $OUT/live/baseline.png, $OUT/approximant_vs_truth.png, $OUT/metrics.json"
 echo "== demo done: $OUT (scan.h5, live/, aptomod.log, watch.log, replay.json)"

@@ -103,6 +103,7 @@ static const struct {
     {"tomo.converge_updates", "3"},
     {"tomo.grid", "[280,128,128]"},
     {"tomo.voxel_size_m", "[1.4e-08,2.8e-08,2.8e-08]"},
+    {"tomo.baseline", "fbp"},
     {"model.weights", ""},
     {"model.batch", "1"},
     {"storage.dir", "/var/lib/aptomo"},
@@ -519,7 +520,7 @@ static void test_set(void)
     set_fails(c, "=5", "--set '=5': expected dotted.key=VALUE");
     set_fails(c, "tomo..n_star=5", "--set 'tomo..n_star': not a dotted key");
     set_fails(c, "tomo n_star=5", "--set 'tomo n_star': not a dotted key");
-    set_fails(c, "tomo.n_sta=5", "--set tomo.n_sta: unknown key (tomo has: n_star, publish_every, nz, reference, converge_pcc, converge_updates, grid, voxel_size_m)");
+    set_fails(c, "tomo.n_sta=5", "--set tomo.n_sta: unknown key (tomo has: n_star, publish_every, nz, reference, converge_pcc, converge_updates, grid, voxel_size_m, baseline)");
     set_fails(c, "tomo.n_star=[1", "--set tomo.n_star: bad YAML value '[1': did not find expected ',' or ']'");
     set_fails(c, "tomo.n_star=abc", "--set tomo.n_star: expected int in [1, 100000], got string 'abc'");
     set_fails(c, "tomo.n_star=31.5", "--set tomo.n_star: expected int in [1, 100000], got float 31.5");

@@ -60,9 +60,9 @@ def main():
         rp = subprocess.run([APTOMO, "replay", scan, "--endpoint", f"tcp://127.0.0.1:{d.det}", "--protocol", "v2",
                              "--wait", "30"], capture_output=True, text=True, timeout=600)
         ck.eq("replay exit", rp.returncode, 0)
-        live, n_live, losses = None, 0, []
+        live, n_live, losses, base, n_base = None, 0, [], None, 0
         t0 = time.time()
-        while n_live < n_angles and time.time() - t0 < 900:
+        while (n_live < n_angles or n_base < n_angles) and time.time() - t0 < 900:
             m = d.recv(1.0)
             if not m:
                 continue
@@ -71,6 +71,11 @@ def main():
             if m[0] == "approximant":
                 n_live = m[1]["angles"]
                 live = np.frombuffer(m[2], dtype="<f4").reshape(m[1]["shape"])
+            if m[0] == "baseline":
+                ck.eq("baseline method", m[1]["method"], "fbp")
+                ck.eq(f"baseline after angle {n_base + 1}", m[1]["angles"], n_base + 1)
+                n_base = m[1]["angles"]
+                base = np.frombuffer(m[2], dtype="<f4").reshape(m[1]["shape"])
         ck.eq("live approximant angles", n_live, n_angles)
         ck.true("every angle reports its loss per iteration", all(len(l) >= 1 for l in losses))
         if live is not None:
@@ -78,12 +83,19 @@ def main():
             if live.shape == offline.shape:
                 diff = float(np.abs(live - offline).max() / (np.abs(offline).max() + 1e-30))
                 ck.true(f"live == offline Approximant (max rel diff {diff:.2e})", diff < 1e-4)
+        # the live FBP baseline is the offline `aptomo tomo fbp` of the same angles (its detector is wider: the
+        # slab's shadow at any tilt, so the filter's zero padding differs slightly)
+        ck.eq("live baseline angles", n_base, n_angles)
+        if base is not None and vf.shape == base.shape:
+            ck.true(f"live FBP baseline == offline fbp (PCC {pcc(base, vf):.5f})", pcc(base, vf) > 0.999)
         ck.eq("daemon exit", d.stop(), 0)
         if ck.failed:
             print(open(d.log_path, errors="replace").read()[-6000:])
         res = os.path.join(tmp, "live", "approximant.h5")
         ck.true("result file written", os.path.exists(res))
         ck.true("preview written", os.path.exists(os.path.join(tmp, "live", "approximant.png")))
+        for f in ("baseline.h5", "baseline.png"):
+            ck.true(f"live {f} written", os.path.exists(os.path.join(tmp, "live", f)))
         if os.path.exists(res):
             with h5py.File(res, "r") as f:
                 ck.eq("result theta", len(f["exchange/theta"]), n_angles)

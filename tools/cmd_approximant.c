@@ -1,7 +1,9 @@
 /* cmd_approximant.c - `aptomo approximant scan.h5 -o out.h5`: the offline Approximant through the same per-angle
  * code as the daemon (apt_angle_reconstruct + apt_approx_add). Frames are cropped around the beam centre like the
  * daemon does; settings come from the scan file (instrument) and the config (physics.*, tomo.*). Prints a JSON
- * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file. */
+ * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file.
+ * --projections also keeps each angle's integrated phase (apt_angle_projs, as `aptomo tomo` makes them), so the
+ * one expensive ptychography pass feeds the classical baselines too. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,7 @@
 #include "cli.h"
 
 typedef struct approx_opts {
-    const char *scan, *out, *config, *png, *sets[64];
+    const char *scan, *out, *config, *png, *proj, *sets[64];
     int n_sets;
     uint32_t *angles;
     size_t n_angles;
@@ -30,10 +32,13 @@ static int parse(int argc, char **argv, approx_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set key=VALUE]...\n"
-                   "                          [--angles I,J,...] [--png PREVIEW.png]\n"
+                   "                          [--angles I,J,...] [--png PREVIEW.png] [--projections P.h5]\n"
                    "Per angle: multislice ptychography (physics.slices, physics.modes, physics.iterations) and the\n"
                    "running Approximant on the sample grid (the scan's ground-truth grid, else tomo.grid). One JSON\n"
-                   "line per angle; PCC vs ground truth when the scan carries it.\n");
+                   "line per angle; PCC vs ground truth when the scan carries it.\n"
+                   "--projections: also write the angles' integrated-phase projections (Data Exchange [n,Y,U],\n"
+                   "theta in processing order, volume_shape) from the same reconstructions, the input of\n"
+                   "`aptomo tomo {fbp,sirt,sart,tv} P.h5` (docs/TOMO.md).\n");
             exit(0);
         } else if (a[0] != '-') {
             if (o->scan)
@@ -47,14 +52,22 @@ static int parse(int argc, char **argv, approx_opts *o)
             o->config = v, i++;
         } else if (!strcmp(a, "--png")) {
             o->png = v, i++;
+        } else if (!strcmp(a, "--projections")) {
+            o->proj = v, i++;
         } else if (!strcmp(a, "--set") && o->n_sets < 64) {
             o->sets[o->n_sets++] = v, i++;
         } else if (!strcmp(a, "--angles")) {
             size_t n = 1;
             for (const char *p = v; *p; p++)
                 n += *p == ',';
+            free(o->angles);
             o->angles = calloc(n, sizeof *o->angles);
+            o->n_angles = 0;
             char *copy = strdup(v), *save = NULL;
+            if (!o->angles || !copy) {
+                free(copy);
+                return -1;
+            }
             for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
                 uint64_t u;
                 if (cli_parse_u64(t, &u) || u > 0xFFFFFFFFu) {
@@ -77,7 +90,7 @@ int cmd_approximant(int argc, char **argv)
     approx_opts o;
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "approximant: usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set k=v] "
-                        "[--angles I,J] [--png P.png]\n");
+                        "[--angles I,J] [--png P.png] [--projections P.h5]\n");
         free(o.angles);
         return CLI_USAGE;
     }
@@ -86,6 +99,7 @@ int cmd_approximant(int argc, char **argv)
     apt_scanfile *sf = NULL;
     apt_angle_ctx *ctx = NULL;
     apt_approx *ap = NULL;
+    apt_angle_projs ps = {0};
     float *probe = NULL, *truth = NULL, *vol = NULL;
     double *theta = NULL;
     int rc = CLI_USAGE;
@@ -154,15 +168,22 @@ int cmd_approximant(int argc, char **argv)
         rc = CLI_FAIL;
         goto out;
     }
+    for (size_t i = 0; i < o.n_angles; i++) { /* every index first: the projections' width needs all angles */
+        if (o.angles[i] >= h->n_angles) {
+            fprintf(stderr, "approximant: --angles: no angle %u in %s\n", o.angles[i], o.scan);
+            goto out;
+        }
+        theta[i] = h->angles_deg[o.angles[i]];
+    }
+    if (o.proj && apt_angle_projs_init(&ps, &ac.grid, 0, 0, theta, (int)o.n_angles, &err)) {
+        fprintf(stderr, "approximant: --projections %s: %s\n", o.proj, err.msg);
+        rc = err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
+        goto out;
+    }
     rc = CLI_OK;
     double pcc = NAN;
     for (size_t i = 0; i < o.n_angles && rc == CLI_OK; i++) {
         uint32_t idx = o.angles[i], J = 0;
-        if (idx >= h->n_angles) {
-            fprintf(stderr, "approximant: --angles: no angle %u in %s\n", idx, o.scan);
-            rc = CLI_USAGE;
-            break;
-        }
         float **pats = NULL;
         double *pos = NULL;
         apt_angle_result res;
@@ -175,7 +196,8 @@ int cmd_approximant(int argc, char **argv)
             break;
         }
         int arc = apt_approx_add(ap, &res.sg, apt_angle_wavelength(ctx), res.object, res.weight, &err);
-        theta[i] = h->angles_deg[idx];
+        if (!arc && o.proj)
+            arc = apt_angle_projs_add(&ps, &res, 2 * M_PI / apt_angle_wavelength(ctx), &err);
         if (!arc && truth && !apt_approx_get(ap, vol, &err))
             pcc = apt_metric_pcc(vol, truth, nvox, NULL);
         printf("{\"angle\":%u,\"angle_deg\":%.4f,\"frames_used\":%zu,\"frames_outside\":%zu,\"loss\":[", idx,
@@ -203,6 +225,10 @@ int cmd_approximant(int argc, char **argv)
             fprintf(stderr, "approximant: %s\n", err.msg);
             rc = CLI_FAIL;
         }
+        if (rc == CLI_OK && o.proj && apt_angle_projs_write(&ps, o.proj, yaml, &err)) {
+            fprintf(stderr, "approximant: --projections: %s\n", err.msg);
+            rc = CLI_FAIL;
+        }
         free(yaml);
         if (rc == CLI_OK && o.png) {
             apt_volume t = {ac.grid.Z, ac.grid.Y, ac.grid.X, {ac.grid.vz, ac.grid.vy, ac.grid.vx}, truth};
@@ -217,6 +243,7 @@ int cmd_approximant(int argc, char **argv)
         }
     }
 out:
+    apt_angle_projs_free(&ps);
     apt_approx_destroy(&ap);
     apt_angle_ctx_destroy(&ctx);
     if (sf)

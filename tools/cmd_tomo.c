@@ -1,8 +1,8 @@
 /* cmd_tomo.c - `aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5`: the classical baselines on Data Exchange
- * projections (/exchange/data [Ntheta,Y,X'], /exchange/theta degrees) or on a scan file (/entry/scan): then each
- * angle goes through the same per-angle ptychography as the daemon (apt_angle_reconstruct) and its projection is
- * the integrated phase, sum over slices of -arg(O_l) / k = integral of delta along the beam, divided by the voxel
- * size (so projections are in delta x voxels, the projector's unit) and resampled bilinearly onto the [Y, X] grid. */
+ * projections (/exchange/data [Ntheta,Y,U], /exchange/theta degrees, volume_shape when aptomo wrote them) or on a
+ * scan file (/entry/scan): then each angle goes through the daemon's per-angle ptychography and becomes an
+ * integrated-phase projection (apt_angle_projs, src/ptycho/angle_proj.c) on a detector wide enough for the tilted
+ * slab; --save-projections keeps them so the other methods need no second ptychography pass. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,19 +18,23 @@
 #include "cli.h"
 
 typedef struct tomo_opts {
-    const char *method, *in, *out, *config, *filter, *sets[64];
-    int n_sets, nz, threads;
+    const char *method, *in, *out, *config, *filter, *save, *sets[64];
+    int n_sets, nz, nx, threads;
     apt_iter_opts it;
 } tomo_opts;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5 [--iters K] [--nz NZ]\n"
+    fprintf(f, "usage: aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5 [--iters K] [--nz NZ] [--nx NX]\n"
                "       [--filter ramp|shepp|hann] [--lambda L] [--subsets S] [--relax R] [--allow-negative]\n"
-               "       [--no-cylinder]\n"
+               "       [--no-cylinder] [--save-projections P.h5]\n"
                "       [--threads T] [--config FILE] [--set key=VALUE]...\n"
-               "IN: Data Exchange projections (/exchange/data [Ntheta,Y,X'], /exchange/theta in degrees) or a scan\n"
-               "file (/entry/scan: per-angle ptychography, integrated phase). OUT: /exchange/data [NZ,Y,X].\n"
+               "IN: Data Exchange projections (/exchange/data [Ntheta,Y,U], /exchange/theta in degrees; e.g. from\n"
+               "`aptomo approximant --projections` or --save-projections) or a scan file (/entry/scan: per-angle\n"
+               "ptychography, integrated phase on U columns wide enough for the tilted sample, docs/TOMO.md).\n"
+               "OUT: /exchange/data [NZ,Y,NX]. Defaults: scan file: the ground-truth grid (else tomo.grid);\n"
+               "projections: their volume_shape attribute, else NZ = NX = U. --nx <= U, centred.\n"
+               "--save-projections (scan input): write the projections (with volume_shape) for later runs.\n"
                "Defaults: fbp ramp; sirt 100 iters relax 1; sart 10 iters, one angle per subset, relax 0.5;\n"
                "tv 100 iters lambda 0.02 (relative to max|A^T b|); iterative volumes non-negative and\n"
                "zero outside the cylinder every view sees.\n");
@@ -90,6 +94,10 @@ static int parse(int argc, char **argv, tomo_opts *o)
             bad = parse_int(v, 0, 100000, &o->it.iters);
         else if (!strcmp(a, "--nz"))
             bad = parse_int(v, 1, APT_TOMO_MAX_SIDE, &o->nz);
+        else if (!strcmp(a, "--nx"))
+            bad = parse_int(v, 1, APT_TOMO_MAX_SIDE, &o->nx);
+        else if (!strcmp(a, "--save-projections"))
+            o->save = v;
         else if (!strcmp(a, "--subsets"))
             bad = parse_int(v, 1, APT_TOMO_MAX_ANGLES, &o->it.subsets);
         else if (!strcmp(a, "--threads"))
@@ -146,43 +154,9 @@ static int read_theta(const char *path, size_t n, double *theta)
 
 /* --- scan-file input ----------------------------------------------------------------------------------- */
 
-/* Integrated phase of one reconstructed stack -> projection row block [Y, U] in delta x voxels (x' voxel vx). */
-static void stack_to_projection(const apt_angle_result *res, double k, const apt_grid3 *g, float *proj)
-{
-    const apt_stack_geom *sg = &res->sg;
-    size_t px = (size_t)sg->Ny * sg->Nx;
-    float *phi = calloc(px, sizeof *phi);
-    if (!phi)
-        return;
-    for (int l = 0; l < sg->L; l++)
-        for (size_t q = 0; q < px; q++) {
-            const float *o = res->object + 2 * ((size_t)l * px + q);
-            phi[q] += -atan2f(o[1], o[0]);
-        }
-    for (int j = 0; j < g->Y; j++)
-        for (int u = 0; u < g->X; u++) {
-            double r = (j - (g->Y - 1) / 2.0) * g->vy / sg->delta_m + (sg->Ny - 1) / 2.0;
-            double c = (u - (g->X - 1) / 2.0) * g->vx / sg->delta_m + (sg->Nx - 1) / 2.0;
-            float *dst = proj + (size_t)j * g->X + u;
-            *dst = 0;
-            if (r < 0 || c < 0 || r > sg->Ny - 1 || c > sg->Nx - 1)
-                continue;
-            int r0 = (int)r, c0 = (int)c, r1 = r0 + 1 < sg->Ny ? r0 + 1 : r0, c1 = c0 + 1 < sg->Nx ? c0 + 1 : c0;
-            double fr = r - r0, fc = c - c0;
-#define AT(a, rr, cc) ((double)(a)[(size_t)(rr)*sg->Nx + (cc)])
-            double w = (1 - fr) * ((1 - fc) * AT(res->weight, r0, c0) + fc * AT(res->weight, r0, c1)) +
-                       fr * ((1 - fc) * AT(res->weight, r1, c0) + fc * AT(res->weight, r1, c1));
-            double v = (1 - fr) * ((1 - fc) * AT(phi, r0, c0) + fc * AT(phi, r0, c1)) +
-                       fr * ((1 - fc) * AT(phi, r1, c0) + fc * AT(phi, r1, c1));
-#undef AT
-            if (w > 1e-3) /* not illuminated: no phase to integrate */
-                *dst = (float)(v / k / g->vx);
-        }
-    free(phi);
-}
-
-/* Projections from a scan file: sino [n_angles, Y, X] of the scan's ground-truth grid (else tomo.grid). */
-static int scan_projections(const tomo_opts *o, float **sino, double **theta, int *n, apt_grid3 *grid, char **yaml)
+/* Projections from a scan file: the per-angle ptychography into ps (src/ptycho/angle_proj.c) on a detector wide
+   enough for the tilted slab. The volume is the scan's ground-truth grid (else tomo.grid), --nz/--nx override. */
+static int scan_projections(const tomo_opts *o, apt_angle_projs *ps, char **yaml)
 {
     apt_error err = {0};
     apt_config *cfg = NULL;
@@ -228,16 +202,11 @@ static int scan_projections(const tomo_opts *o, float **sino, double **theta, in
     }
     if (apt_angle_ctx_new(&ac, probe, &ctx, &err))
         goto fail;
-    *grid = ac.grid;
-    *n = (int)h->n_angles;
-    size_t row = (size_t)ac.grid.Y * ac.grid.X;
-    *sino = calloc((h->n_angles ? h->n_angles : 1) * row, sizeof **sino);
-    *theta = malloc((h->n_angles ? h->n_angles : 1) * sizeof **theta);
-    if (!*sino || !*theta) {
-        apt_err(&err, APT_ENOMEM, "out of memory for %u projections", h->n_angles);
-        rc = CLI_FAIL;
+    if ((rc = apt_angle_projs_init(ps, &ac.grid, o->nz, o->nx, h->angles_deg, (int)h->n_angles, &err))) {
+        rc = rc == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
         goto fail;
     }
+    rc = CLI_FAIL;
     double k = 2 * M_PI / apt_angle_wavelength(ctx);
     cli_progress pr;
     cli_progress_start(&pr, "ptychography", h->n_angles);
@@ -251,19 +220,23 @@ static int scan_projections(const tomo_opts *o, float **sino, double **theta, in
             apt_angle_patterns_free(pats, J);
             free(pos);
             apt_err_prefix(&err, APT_EINVAL, "angle %u: ", a);
-            rc = CLI_FAIL;
             cli_progress_end(&pr);
             goto fail;
         }
-        stack_to_projection(&res, k, &ac.grid, *sino + a * row);
-        (*theta)[a] = h->angles_deg[a];
+        int prc = apt_angle_projs_add(ps, &res, k, &err);
         apt_angle_result_free(&res);
         apt_angle_patterns_free(pats, J);
         free(pos);
+        if (prc) {
+            cli_progress_end(&pr);
+            goto fail;
+        }
         cli_progress_update(&pr, a + 1);
     }
     cli_progress_end(&pr);
     *yaml = apt_config_dump_yaml(cfg);
+    if (o->save && apt_angle_projs_write(ps, o->save, *yaml, &err))
+        goto fail;
     rc = CLI_OK;
 fail:
     if (rc != CLI_OK)
@@ -290,6 +263,48 @@ static int is_scan(const char *path)
     return scan;
 }
 
+/* Data Exchange input: sino [n, Y, U] and theta; the volume from volume_shape when present, else [U, Y, U]. */
+static int dx_projections(const tomo_opts *o, apt_volume *in, double **theta, int *U, apt_grid3 *g)
+{
+    apt_error err = {0};
+    int shape[3];
+    if (apt_volume_read(o->in, "/exchange/data", in, &err) || apt_angle_proj_read_shape(o->in, shape, &err)) {
+        fprintf(stderr, "tomo: %s\n", err.msg);
+        return err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
+    }
+    int n = in->Z;
+    *U = in->X;
+    *theta = malloc((size_t)(n ? n : 1) * sizeof **theta);
+    if (!*theta)
+        return fprintf(stderr, "tomo: out of memory\n"), CLI_FAIL;
+    int rc = read_theta(o->in, (size_t)n, *theta);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < (size_t)n * in->Y * in->X; i++)
+        if (!isfinite(in->data[i])) {
+            fprintf(stderr, "tomo: %s: /exchange/data has a non-finite value at element %zu\n", o->in, i);
+            return CLI_USAGE;
+        }
+    double vx = in->voxel_m[2], vy = in->voxel_m[1];
+    if (shape[0]) {
+        if (shape[1] != in->Y || shape[2] > *U) {
+            fprintf(stderr, "tomo: %s: /exchange/data: volume_shape [%d, %d, %d] does not fit projections "
+                    "[%d, %d, %d] (Y must match, X <= U)\n", o->in, shape[0], shape[1], shape[2], n, in->Y, *U);
+            return CLI_USAGE;
+        }
+        *g = (apt_grid3){shape[0], in->Y, shape[2], in->voxel_m[0], vy, vx};
+    } else {
+        *g = (apt_grid3){*U, in->Y, *U, vx, vy, vx};
+    }
+    g->Z = o->nz ? o->nz : g->Z;
+    g->X = o->nx ? o->nx : g->X;
+    if (g->X > *U) {
+        fprintf(stderr, "tomo: --nx %d is wider than the %d detector columns of %s\n", g->X, *U, o->in);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 static int progress_cb(void *user, int iter, int iters)
 {
     (void)iters;
@@ -314,46 +329,36 @@ int cmd_tomo(int argc, char **argv)
         fprintf(stderr, "tomo: --%s\n", err.msg);
         return CLI_USAGE;
     }
+    apt_angle_projs ps = {0};
+    apt_volume in = {0};
     float *sino = NULL, *vol = NULL;
-    double *theta = NULL;
+    double *theta = NULL, *dx_theta = NULL;
     char *yaml = NULL;
-    int n = 0, rc;
+    int n = 0, U = 0, rc;
     apt_grid3 g = {0};
     apt_proj *p = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (is_scan(o.in)) {
-        if ((rc = scan_projections(&o, &sino, &theta, &n, &g, &yaml)))
+        if ((rc = scan_projections(&o, &ps, &yaml)))
             goto out;
+        sino = ps.data, theta = ps.theta_deg, n = ps.n, U = ps.U, g = ps.grid;
+        g.Z = ps.vol_Z, g.X = ps.vol_X;
     } else {
-        apt_volume in = {0};
-        if (apt_volume_read(o.in, "/exchange/data", &in, &err)) {
-            fprintf(stderr, "tomo: %s\n", err.msg);
-            rc = err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
+        if (o.save) {
+            fprintf(stderr, "tomo: --save-projections: %s already holds projections (it needs a scan file)\n", o.in);
+            rc = CLI_USAGE;
             goto out;
         }
-        n = in.Z, sino = in.data;
-        g = (apt_grid3){in.X, in.Y, in.X, in.voxel_m[2], in.voxel_m[1], in.voxel_m[2]};
-        theta = malloc((size_t)(n ? n : 1) * sizeof *theta);
-        if (!theta) {
-            rc = CLI_FAIL;
+        if ((rc = dx_projections(&o, &in, &dx_theta, &U, &g)))
             goto out;
-        }
-        if ((rc = read_theta(o.in, (size_t)n, theta)))
-            goto out;
-        for (size_t i = 0; i < (size_t)n * in.Y * in.X; i++)
-            if (!isfinite(sino[i])) {
-                fprintf(stderr, "tomo: %s: /exchange/data has a non-finite value at element %zu\n", o.in, i);
-                rc = CLI_USAGE;
-                goto out;
-            }
+        sino = in.data, theta = dx_theta, n = in.Z;
     }
-    int Z = o.nz ? o.nz : g.X;
-    if (apt_proj_new(Z, g.Y, g.X, g.X, theta, n, o.threads, APT_PROJ_GPU, &p, &err)) {
+    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_PROJ_GPU, &p, &err)) {
         fprintf(stderr, "tomo: %s: %s\n", o.in, err.msg);
         rc = CLI_USAGE;
         goto out;
     }
-    vol = calloc((size_t)Z * g.Y * g.X, sizeof *vol);
+    vol = calloc((size_t)g.Z * g.Y * g.X, sizeof *vol);
     if (!vol) {
         fprintf(stderr, "tomo: out of memory for the volume\n");
         rc = CLI_FAIL;
@@ -377,7 +382,7 @@ int cmd_tomo(int argc, char **argv)
         rc = rc == APT_EINVAL ? CLI_USAGE : CLI_FAIL;
         goto out;
     }
-    apt_volume v = {Z, g.Y, g.X, {g.vz, g.vy, g.vx}, vol};
+    apt_volume v = {g.Z, g.Y, g.X, {g.vz, g.vy, g.vx}, vol};
     apt_result res = {&v, NULL, theta, (size_t)n, yaml, NULL, NULL, 0};
     if (apt_result_write(o.out, &res, &err)) {
         fprintf(stderr, "tomo: %s\n", err.msg);
@@ -385,9 +390,10 @@ int cmd_tomo(int argc, char **argv)
     }
 out:
     apt_proj_destroy(&p);
-    free(sino);
+    apt_angle_projs_free(&ps);
+    apt_volume_free(&in);
+    free(dx_theta);
     free(vol);
-    free(theta);
     free(yaml);
     return rc;
 }

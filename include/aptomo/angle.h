@@ -62,4 +62,48 @@ int apt_angle_load(struct apt_scanfile *sf, uint32_t idx, int crop, float ***pat
                    apt_error *err);
 void apt_angle_patterns_free(float **pats, uint32_t J);
 
+/* --- projections for the classical baselines (src/ptycho/angle_proj.c, docs/TOMO.md "Scan-file input") ---- */
+
+/* Detector width for a centred [Z, X] slab (voxel units, rotation axis y) seen at the n angles: the smallest
+   U >= X with U = X (mod 2) such that every voxel centre's x' = x cos + z sin plus one voxel of interpolation
+   reach lands in [0, U-1]: U >= 2 max_a((X-1)/2 |cos| + (Z-1)/2 |sin| + 1) + 1. Returns U, APT_EINVAL for a bad
+   argument (a side < 1, n < 0, an angle not finite), APT_ERANGE when U would exceed APT_TOMO_MAX_SIDE. */
+int apt_angle_proj_width(int Z, int X, const double *theta_deg, int n);
+
+/* Integrated phase of one reconstructed stack, sum over slices of -arg(O_l) / k, referenced to air (minus its
+   illumination-weighted mean over stack columns more than one voxel outside the footprint of the sample grid g,
+   since diffraction data do not fix a constant phase), divided by g->vx (delta x voxels, the projector's unit)
+   and resampled bilinearly onto proj [g->Y, U]: column u at x' = (u - (U-1)/2) g->vx, row j at
+   y = (j - (Y-1)/2) g->vy; pixels with illumination weight < 1e-3 are 0. k = 2 pi / wavelength. */
+int apt_angle_projection(const apt_angle_result *res, double k, const apt_grid3 *g, int U, float *proj,
+                         apt_error *err);
+
+#define APT_ANGLE_PROJ_MAX_BYTES ((size_t)4 << 30)
+
+/* A projection set [n, Y, U] filled angle by angle in processing order. grid is the sample grid (rows, voxel
+   size, the footprint for the air reference); the volume to reconstruct is [vol_Z, grid.Y, vol_X] (written as
+   volume_shape); U = apt_angle_proj_width(max(vol_Z, grid.Z), max(vol_X, grid.X), theta, n). */
+typedef struct apt_angle_projs {
+    apt_grid3 grid;
+    int vol_Z, vol_X;
+    int n, U;
+    int count;               /* angles added so far */
+    float *data;             /* [n, grid.Y, U], owned */
+    double *theta_deg;       /* [n], owned */
+} apt_angle_projs;
+
+/* vol_Z, vol_X: 0 = the grid's. Allocates n * Y * U floats, refused with APT_ENOMEM above
+   APT_ANGLE_PROJ_MAX_BYTES. theta_deg is copied. */
+int apt_angle_projs_init(apt_angle_projs *ps, const apt_grid3 *g, int vol_Z, int vol_X, const double *theta_deg,
+                         int n, apt_error *err);
+/* Next row from one angle's reconstruction (apt_angle_projection); APT_ESTATE once all n are in. */
+int apt_angle_projs_add(apt_angle_projs *ps, const apt_angle_result *res, double k, apt_error *err);
+void apt_angle_projs_free(apt_angle_projs *ps);
+/* Data Exchange through apt_result_write (/exchange/data float32 [n, Y, U], /exchange/theta degrees,
+   /exchange/voxel_size_m (z, y, x), config_yaml may be NULL) plus the attribute volume_shape int32 [Z, Y, X] on
+   /exchange/data; written to PATH.part and renamed. All n angles must be added. */
+int apt_angle_projs_write(const apt_angle_projs *ps, const char *path, const char *config_yaml, apt_error *err);
+/* volume_shape of a projections file: shape = [Z, Y, X], or {0, 0, 0} (APT_OK) when /exchange/data has none. */
+int apt_angle_proj_read_shape(const char *path, int shape[3], apt_error *err);
+
 #endif

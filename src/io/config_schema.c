@@ -67,6 +67,8 @@ static const apt_config_key keys[] = {
     I("tomo.converge_updates", "3", 1, 1000, "consecutive unchanged volumes before stop (reason converged)"),
     FL("tomo.grid", "[280, 128, 128]", 3, 3, 0, "[Z, Y, X] voxels of the sample grid the Approximant is built on"),
     FL("tomo.voxel_size_m", "[14e-9, 28e-9, 28e-9]", 3, 3, 0, "[vz, vy, vx] voxel size of that grid (m)"),
+    E("tomo.baseline", "fbp", "none|fbp|sart",
+      "classical reconstruction of the same angles published beside the Approximant (topic baseline)"),
 
     S("model.weights", "\"\"", 0, "U-net weights (.safetensors); \"\" = no network, publish the Approximant"),
     I("model.batch", "1", 1, 256, "patches per network call (bounds memory)"),

@@ -1,0 +1,122 @@
+/* baseline.c - the classical baseline beside the Approximant, live: every reconstructed angle's integrated phase
+ * (apt_angle_projection, the same projections `aptomo approximant --projections` writes) is kept, and after each
+ * angle FBP or SART of all angles so far is published as `baseline` and written to storage.dir/baseline.h5 + .png,
+ * so the operator sees next to the APT volume what classical tomography makes of the same few angles. The
+ * detector is as wide as the slab's widest shadow at any tilt, so one width serves every angle set; the recon
+ * worker runs it (milliseconds for FBP; SART costs a few of its passes). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aptd_int.h"
+#include "aptomo/log.h"
+#include "aptomo/preview.h"
+#include "aptomo/tomo.h"
+#include "aptomo/volume.h"
+
+static const char *method_name[] = {"none", "fbp", "sart"};
+
+int aptd_baseline_init(aptd *d, apt_error *err)
+{
+    aptd_baseline *b = &d->rs.base;
+    const apt_grid3 *g = &d->s.angle.grid;
+    memset(b, 0, sizeof *b);
+    b->method = d->s.baseline;
+    if (b->method == APTD_BASELINE_NONE)
+        return APT_OK;
+    double th[361];
+    for (int a = 0; a < 361; a++)
+        th[a] = a * 0.5;
+    int U = apt_angle_proj_width(g->Z, g->X, th, 361);
+    if (U < 0)
+        return apt_err(err, APT_ERANGE, "tomo.baseline: grid %dx%d too wide for a projection", g->Z, g->X);
+    b->U = U;
+    b->row = (size_t)g->Y * U;
+    if (!(b->vol = malloc((size_t)g->Z * g->Y * g->X * sizeof *b->vol)))
+        return apt_err(err, APT_ENOMEM, "tomo.baseline: out of memory for the volume");
+    return APT_OK;
+}
+
+void aptd_baseline_free(aptd *d)
+{
+    aptd_baseline *b = &d->rs.base;
+    free(b->proj);
+    free(b->theta);
+    free(b->vol);
+    memset(b, 0, sizeof *b);
+}
+
+void aptd_baseline_reset(aptd *d)
+{
+    d->rs.base.n = 0;
+}
+
+static void publish(aptd *d, const aptd_baseline *b, const double *theta)
+{
+    const apt_grid3 *g = &d->s.angle.grid;
+    size_t nv = (size_t)g->Z * g->Y * g->X;
+    json_t *h = json_pack("{s:i,s:s,s:[i,i,i],s:[f,f,f],s:s,s:s}", "angles", b->n, "method", method_name[b->method],
+                          "shape", g->Z, g->Y, g->X, "voxel_size_m", g->vz, g->vy, g->vx, "dtype", "float32", "order",
+                          "C");
+    aptd_publish_json(d, "baseline", h, b->vol, nv * sizeof(float));
+    apt_volume v = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, b->vol};
+    apt_result res = {&v, NULL, theta, (size_t)b->n, d->s.config_yaml, NULL, NULL, 0};
+    char path[1200], png[1200], title[96], label[48];
+    snprintf(path, sizeof path, "%s/baseline.h5", d->s.storage_dir);
+    snprintf(png, sizeof png, "%s/baseline.png", d->s.storage_dir);
+    apt_error err = {0};
+    if (apt_result_write(path, &res, &err))
+        apt_error_log("baseline: %s", err.msg);
+    const apt_volume *vols[1] = {&v};
+    snprintf(label, sizeof label, "%s (delta)", b->method == APTD_BASELINE_FBP ? "FBP" : "SART");
+    const char *labels[1] = {label};
+    snprintf(title, sizeof title, "aptomod live %s baseline, %d angles", method_name[b->method], b->n);
+    if (apt_preview_write(png, vols, labels, 1, title, &err))
+        apt_warn("baseline: %s", err.msg);
+}
+
+void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double angle_deg)
+{
+    aptd_baseline *b = &d->rs.base;
+    const apt_grid3 *g = &d->s.angle.grid;
+    if (b->method == APTD_BASELINE_NONE || b->n >= APTD_MAX_ANGLES)
+        return;
+    apt_error err = {0};
+    if ((size_t)b->n >= b->cap) { /* grows by doubling; bounded by APTD_MAX_ANGLES rows */
+        size_t cap = b->cap ? 2 * b->cap : 32;
+        float *p = realloc(b->proj, cap * b->row * sizeof *p);
+        if (p)
+            b->proj = p;
+        double *t = p ? realloc(b->theta, cap * sizeof *t) : NULL;
+        if (!p || !t) {
+            apt_error_log("baseline: out of memory for %zu projections; this angle is left out", cap);
+            return;
+        }
+        b->theta = t, b->cap = cap;
+    }
+    if (apt_angle_projection(res, k, g, b->U, b->proj + (size_t)b->n * b->row, &err)) {
+        apt_error_log("baseline: %s", err.msg);
+        return;
+    }
+    b->theta[b->n++] = angle_deg;
+    const double *th = b->theta;
+    apt_proj *p = NULL;
+    double t0 = apt_now();
+    int rc = apt_proj_new(g->Z, g->Y, g->X, b->U, th, b->n, d->s.angle.threads, APT_PROJ_GPU, &p, &err);
+    if (!rc && b->method == APTD_BASELINE_FBP) {
+        rc = apt_fbp(p, b->proj, APT_FBP_RAMP, b->vol, &err);
+    } else if (!rc) {
+        apt_iter_opts o;
+        apt_iter_opts_default(&o, "sart");
+        memset(b->vol, 0, (size_t)g->Z * g->Y * g->X * sizeof *b->vol);
+        rc = apt_sart(p, b->proj, &o, b->vol, &err);
+    }
+    apt_proj_destroy(&p);
+    if (rc) {
+        apt_error_log("baseline %s: %s", method_name[b->method], err.msg);
+        return;
+    }
+    apt_debug("baseline %s of %d angles in %.3f s", method_name[b->method], b->n, apt_now() - t0);
+    publish(d, b, th);
+}
