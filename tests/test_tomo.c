@@ -185,20 +185,20 @@ static void test_weights(void)
 }
 
 /* The result may not depend on the thread count: SIRT/SART hand whole slices to threads, the operators split rows
-   and columns; every element is summed in the same order either way. */
+   and columns, TV's prox splits z-planes; every element is summed in the same order either way. */
 static void test_threads(void)
 {
     apt_error err = {0};
     double th[40];
     linspace(-70, 70, 40, th);
-    int Z = 9, Y = 5, X = 21, U = 27;
+    int Z = 9, Y = 24, X = 21, U = 27; /* above TV's threading threshold */
     size_t nv = (size_t)Z * Y * X, ns = (size_t)40 * Y * U;
     float *truth = malloc(nv * 4), *b = malloc(ns * 4), *b2 = malloc(ns * 4), *x1 = calloc(nv, 4),
           *x2 = calloc(nv, 4);
     for (size_t i = 0; i < nv; i++)
         truth[i] = (float)(urand() > 0.6);
-    const char *meth[3] = {"sirt", "sart", "fbp"};
-    for (int m = 0; m < 3; m++) {
+    const char *meth[4] = {"sirt", "sart", "fbp", "tv"};
+    for (int m = 0; m < 4; m++) {
         float *out[2] = {x1, x2};
         for (int t = 0; t < 2; t++) {
             apt_proj *p = NULL;
@@ -208,15 +208,17 @@ static void test_threads(void)
             CHECK_OK(apt_proj_forward(p, truth, t ? b2 : b, &err), &err);
             apt_iter_opts o;
             apt_iter_opts_default(&o, meth[m]);
-            o.iters = 3;
+            o.iters = m == 3 ? 30 : 3;
             for (size_t i = 0; i < nv; i++)
                 out[t][i] = 0;
             if (m == 0)
                 CHECK_OK(apt_sirt(p, b, &o, out[t], &err), &err);
             else if (m == 1)
                 CHECK_OK(apt_sart(p, b, &o, out[t], &err), &err);
-            else
+            else if (m == 2)
                 CHECK_OK(apt_fbp(p, b, APT_FBP_HANN, out[t], &err), &err);
+            else
+                CHECK_OK(apt_tv_fista(p, b, &o, out[t], &err), &err);
             apt_proj_destroy(&p);
         }
         CHECK_MSG(memcmp(b, b2, ns * 4) == 0, "forward projection depends on the thread count");

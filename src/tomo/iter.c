@@ -318,40 +318,71 @@ int apt_sart(const apt_proj *p, const float *b, const apt_iter_opts *o, float *x
 /* --- TV ------------------------------------------------------------------------------------------------ */
 
 typedef struct tvbuf {
-    int Z, Y, X;
+    int Z, Y, X, threads;
     float *p[3], *r[3], *xin; /* dual field, its FISTA extrapolation, inner primal */
 } tvbuf;
 
-/* out = D^T q (q on the forward-difference grid, Neumann boundary) */
-static void grad_t(const tvbuf *t, float *const q[3], float *out)
+/* One FGP phase over z-planes [k0, k1): every phase writes only its own voxels and reads neighbours of arrays it
+   does not write, so planes can go to different threads and the result does not depend on how many. */
+typedef struct tv_phase {
+    tvbuf *t;
+    int kind;          /* 0: xin = clip(z - w D^T q), 1: dual step + FISTA extrapolation */
+    float *const *q;   /* kind 0: the dual field to use */
+    const float *z;
+    float *out;        /* kind 0: where the primal goes */
+    float w, step, beta;
+    int nonneg;
+} tv_phase;
+
+static void tv_run(void *ctx, long k0, long k1)
 {
+    const tv_phase *ph = ctx;
+    tvbuf *t = ph->t;
     int Z = t->Z, Y = t->Y, X = t->X;
-    size_t sy = (size_t)X, sz = (size_t)Y * X, v = 0;
-    for (int k = 0; k < Z; k++)
-        for (int j = 0; j < Y; j++)
+    size_t sy = (size_t)X, sz = (size_t)Y * X;
+    for (long k = k0; k < k1; k++)
+        for (int j = 0; j < Y; j++) {
+            size_t v = ((size_t)k * Y + j) * X;
             for (int i = 0; i < X; i++, v++) {
-                float a = 0;
-                if (k > 0)
-                    a += q[0][v - sz];
-                if (k < Z - 1)
-                    a -= q[0][v];
-                if (j > 0)
-                    a += q[1][v - sy];
-                if (j < Y - 1)
-                    a -= q[1][v];
-                if (i > 0)
-                    a += q[2][v - 1];
-                if (i < X - 1)
-                    a -= q[2][v];
-                out[v] = a;
+                if (ph->kind == 0) { /* D^T q: q on the forward-difference grid, Neumann boundary */
+                    float *const *q = ph->q, a = 0;
+                    if (k > 0)
+                        a += q[0][v - sz];
+                    if (k < Z - 1)
+                        a -= q[0][v];
+                    if (j > 0)
+                        a += q[1][v - sy];
+                    if (j < Y - 1)
+                        a -= q[1][v];
+                    if (i > 0)
+                        a += q[2][v - 1];
+                    if (i < X - 1)
+                        a -= q[2][v];
+                    float val = ph->z[v] - ph->w * a;
+                    ph->out[v] = ph->nonneg && val < 0 ? 0 : val;
+                    continue;
+                }
+                float xv = t->xin[v];
+                float g0 = k < Z - 1 ? t->xin[v + sz] - xv : 0, g1 = j < Y - 1 ? t->xin[v + sy] - xv : 0,
+                      g2 = i < X - 1 ? t->xin[v + 1] - xv : 0;
+                float q0 = t->r[0][v] + ph->step * g0, q1 = t->r[1][v] + ph->step * g1,
+                      q2 = t->r[2][v] + ph->step * g2;
+                float nrm = sqrtf(q0 * q0 + q1 * q1 + q2 * q2);
+                if (nrm > 1)
+                    q0 /= nrm, q1 /= nrm, q2 /= nrm;
+                t->r[0][v] = q0 + ph->beta * (q0 - t->p[0][v]);
+                t->r[1][v] = q1 + ph->beta * (q1 - t->p[1][v]);
+                t->r[2][v] = q2 + ph->beta * (q2 - t->p[2][v]);
+                t->p[0][v] = q0, t->p[1][v] = q1, t->p[2][v] = q2;
             }
+        }
 }
 
 /* x = argmin 0.5|x - z|^2 + w TV(x) (x >= 0 when nonneg), FGP with `inner` steps, dual warm-started in t->p. */
 static void tv_prox(tvbuf *t, const float *z, double w, int inner, int nonneg, float *x)
 {
     int Z = t->Z, Y = t->Y, X = t->X;
-    size_t nv = (size_t)Z * Y * X, sy = (size_t)X, sz = (size_t)Y * X;
+    size_t nv = (size_t)Z * Y * X;
     int nd = (Z > 1) + (Y > 1) + (X > 1);
     double step = 1.0 / (4.0 * (nd ? nd : 1) * w), tk = 1;
     if (w <= 0) {
@@ -359,39 +390,20 @@ static void tv_prox(tvbuf *t, const float *z, double w, int inner, int nonneg, f
         clip(x, nv, nonneg);
         return;
     }
+    int T = nv < 4096 ? 1 : t->threads; /* thread start-up would dominate */
     for (int a = 0; a < 3; a++)
         memcpy(t->r[a], t->p[a], nv * sizeof(float));
+    tv_phase primal = {.t = t, .kind = 0, .q = t->r, .z = z, .out = t->xin, .w = (float)w, .nonneg = nonneg};
+    tv_phase dual = {.t = t, .kind = 1, .step = (float)step};
     for (int it = 0; it < inner; it++) {
-        grad_t(t, t->r, t->xin);
-        for (size_t v = 0; v < nv; v++) {
-            float val = z[v] - (float)w * t->xin[v];
-            t->xin[v] = nonneg && val < 0 ? 0 : val;
-        }
-        double tk1 = (1 + sqrt(1 + 4 * tk * tk)) / 2, beta = (tk - 1) / tk1;
-        size_t v = 0;
-        for (int k = 0; k < Z; k++)
-            for (int j = 0; j < Y; j++)
-                for (int i = 0; i < X; i++, v++) {
-                    float xv = t->xin[v];
-                    float g0 = k < Z - 1 ? t->xin[v + sz] - xv : 0, g1 = j < Y - 1 ? t->xin[v + sy] - xv : 0,
-                          g2 = i < X - 1 ? t->xin[v + 1] - xv : 0;
-                    float q0 = t->r[0][v] + (float)step * g0, q1 = t->r[1][v] + (float)step * g1,
-                          q2 = t->r[2][v] + (float)step * g2;
-                    float nrm = sqrtf(q0 * q0 + q1 * q1 + q2 * q2);
-                    if (nrm > 1)
-                        q0 /= nrm, q1 /= nrm, q2 /= nrm;
-                    t->r[0][v] = q0 + (float)beta * (q0 - t->p[0][v]);
-                    t->r[1][v] = q1 + (float)beta * (q1 - t->p[1][v]);
-                    t->r[2][v] = q2 + (float)beta * (q2 - t->p[2][v]);
-                    t->p[0][v] = q0, t->p[1][v] = q1, t->p[2][v] = q2;
-                }
+        apt_par_for(tv_run, &primal, Z, T);
+        double tk1 = (1 + sqrt(1 + 4 * tk * tk)) / 2;
+        dual.beta = (float)((tk - 1) / tk1);
+        apt_par_for(tv_run, &dual, Z, T);
         tk = tk1;
     }
-    grad_t(t, t->p, t->xin);
-    for (size_t v = 0; v < nv; v++) {
-        float val = z[v] - (float)w * t->xin[v];
-        x[v] = nonneg && val < 0 ? 0 : val;
-    }
+    primal.q = t->p, primal.out = x;
+    apt_par_for(tv_run, &primal, Z, T);
 }
 
 typedef struct dims {
@@ -413,6 +425,7 @@ int apt_tv_fista(const apt_proj *p, const float *b, const apt_iter_opts *o, floa
     dims d = get_dims(p);
     tvbuf t = {0};
     apt_proj_dims(p, &t.Z, &t.Y, &t.X, NULL);
+    t.threads = apt_proj_threads(p);
     float *y = malloc(d.nv * sizeof *y), *gz = malloc(d.nv * sizeof *gz), *xn = malloc(d.nv * sizeof *xn),
           *r = malloc(d.ns * sizeof *r);
     unsigned char *mask = support_mask(p, o->cylinder);
