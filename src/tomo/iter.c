@@ -213,6 +213,11 @@ static int os_new(os_plan *q, const apt_proj *p, const apt_iter_opts *o, const f
     apt_proj_slice_forward(p, all, q->n, ones, (size_t)q->X, q->R, (size_t)q->U, P);
     free(all);
     invert(q->R, nU);
+    /* A ray that only clips a corner of the box (path below one voxel) would divide its residual - noise, for real
+       projections - by that tiny length and drive the corner voxels to outliers; a path is counted as at least one
+       voxel long, so such rays only nudge. */
+    for (size_t i = 0; i < nU; i++)
+        q->R[i] = q->R[i] > 1.0f ? 1.0f : q->R[i];
     for (int s = 0; q->cache && s < S; s++)
         os_colsum(q, s, ones, q->C + (size_t)s * plane, P);
 out:
