@@ -113,6 +113,7 @@ def main():
         p = run_cli("approximant", j("scan.h5"), "-o", j("a2.h5"), "--projections", bad, *CFG, check=False)
         ck.eq("--projections to an unwritable path: exit 1", p.returncode, 1)
         ck.true(f"... message names the path ({p.stderr.strip()[:120]})", bad in p.stderr)
+        ck.true("... refused before any ptychography", '"angle"' not in p.stdout)
         p = run_cli("tomo", "fbp", j("P.h5"), "-o", j("x.h5"), "--nx", U + 1, check=False)
         ck.eq("--nx wider than U: exit 2", p.returncode, 2)
         ck.true(f"... message names --nx ({p.stderr.strip()[:120]})", "--nx" in p.stderr)

@@ -45,6 +45,21 @@ uint8_t *cli_read_file(const char *path, size_t max, size_t *len)
     return buf;
 }
 
+int cli_check_writable(const char *path)
+{
+    char part[4096];
+    if (snprintf(part, sizeof part, "%s.probe-%ld", path, (long)getpid()) >= (int)sizeof part) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    FILE *f = fopen(part, "wbx"); /* x: never clobber someone else's file */
+    if (!f)
+        return -1;
+    fclose(f);
+    remove(part);
+    return 0;
+}
+
 int cli_write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");

@@ -4,6 +4,7 @@
  * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file.
  * --projections also keeps each angle's integrated phase (apt_angle_projs, as `aptomo tomo` makes them), so the
  * one expensive ptychography pass feeds the classical baselines too. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +181,13 @@ int cmd_approximant(int argc, char **argv)
         rc = err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
         goto out;
     }
+    const char *outs[2] = {o.out, o.proj};
+    for (int f = 0; f < 2; f++)
+        if (outs[f] && cli_check_writable(outs[f])) { /* before the ptychography, not after it */
+            fprintf(stderr, "approximant: %s: cannot write: %s\n", outs[f], strerror(errno));
+            rc = CLI_FAIL;
+            goto out;
+        }
     rc = CLI_OK;
     double pcc = NAN;
     for (size_t i = 0; i < o.n_angles && rc == CLI_OK; i++) {

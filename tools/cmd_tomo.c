@@ -3,6 +3,7 @@
  * scan file (/entry/scan): then each angle goes through the daemon's per-angle ptychography and becomes an
  * integrated-phase projection (apt_angle_projs, src/ptycho/angle_proj.c) on a detector wide enough for the tilted
  * slab; --save-projections keeps them so the other methods need no second ptychography pass. */
+#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -338,6 +339,13 @@ int cmd_tomo(int argc, char **argv)
     apt_grid3 g = {0};
     apt_proj *p = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    const char *outs[2] = {o.out, o.save};
+    for (int f = 0; f < 2; f++)
+        if (outs[f] && cli_check_writable(outs[f])) { /* before the ptychography, not after it */
+            fprintf(stderr, "tomo: %s: cannot write: %s\n", outs[f], strerror(errno));
+            rc = CLI_FAIL;
+            goto out;
+        }
     if (is_scan(o.in)) {
         if ((rc = scan_projections(&o, &ps, &yaml)))
             goto out;
