@@ -37,7 +37,7 @@ static void usage(FILE *f)
                "projections: their volume_shape attribute, else NZ = NX = U. --nx <= U, centred.\n"
                "--save-projections (scan input): write the projections (with volume_shape) for later runs.\n"
                "Defaults: fbp ramp; sirt 100 iters relax 1; sart 10 iters, one angle per subset, relax 0.5;\n"
-               "tv 100 iters lambda 0.02 (relative to max|A^T b|); iterative volumes non-negative and\n"
+               "tv 100 iters lambda 0.005 (relative to max|A^T b|); iterative volumes non-negative and\n"
                "zero outside the cylinder every view sees.\n");
 }
 

@@ -69,7 +69,7 @@ typedef struct apt_iter_opts {
     void *user;
 } apt_iter_opts;
 
-/* Defaults: iters 100 (SIRT) / 10 (SART) / 100 (TV), subsets 0, relax 1 (SIRT) / 0.5 (SART), lambda 0.02,
+/* Defaults: iters 100 (SIRT) / 10 (SART) / 100 (TV), subsets 0, relax 1 (SIRT) / 0.5 (SART), lambda 0.005,
    nonneg 1, cylinder 1, tv_inner 10. method: "sirt" | "sart" | "tv". */
 void apt_iter_opts_default(apt_iter_opts *o, const char *method);
 

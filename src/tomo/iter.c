@@ -20,7 +20,7 @@ void apt_iter_opts_default(apt_iter_opts *o, const char *method)
     o->iters = sart ? 10 : 100;
     o->subsets = 0;
     o->relax = sart ? 0.5 : 1.0;
-    o->lambda = 0.02;
+    o->lambda = 0.005; /* tuned on simulated ICs' ptychographic projections: docs/TOMO.md */
     o->nonneg = 1;
     o->cylinder = 1;
     o->tv_inner = 10;
