@@ -4,9 +4,13 @@ the offline `aptomo approximant` of the same scan (same code path) and correlate
 angles accumulate. Also checks the result file and preview the daemon writes under storage.dir."""
 import json
 import os
+import pty
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import h5py
@@ -56,6 +60,24 @@ def main():
         ck.true(f"aptomo metrics PCC {m['pcc']:.4f} == numpy", abs(m["pcc"] - pcc(vf, truth)) < 1e-4)
 
         d = Daemon(tmp, ["physics.reconstruct=true", f"storage.dir={tmp}/live"], log_name="physics.log", config=DEMO)
+        # the operator's dashboard on a terminal (a pty): it must end up showing the latest result messages
+        mfd, sfd = pty.openpty()
+        watch = subprocess.Popen([APTOMO, "watch", f"tcp://127.0.0.1:{d.res}"], stdout=sfd, stderr=sfd)
+        os.close(sfd)
+        screen = []  # drained all along: a full pty would block the dashboard's writes
+
+        def drain():
+            while True:
+                try:
+                    chunk = os.read(mfd, 1 << 16)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                screen.append(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
         # the demo config's physics (crop, slices, modes, probe, grid) on the test's ports
         rp = subprocess.run([APTOMO, "replay", scan, "--endpoint", f"tcp://127.0.0.1:{d.det}", "--protocol", "v2",
                              "--wait", "30"], capture_output=True, text=True, timeout=600)
@@ -88,6 +110,20 @@ def main():
         ck.eq("live baseline angles", n_base, n_angles)
         if base is not None and vf.shape == base.shape:
             ck.true(f"live FBP baseline == offline fbp (PCC {pcc(base, vf):.5f})", pcc(base, vf) > 0.999)
+        t1 = time.time()  # the stop advice follows the volume; the dashboard redraws on every message
+        while b"stop_acquisition" not in b"".join(screen[-4:]) and time.time() - t1 < 30:
+            time.sleep(0.2)
+        watch.send_signal(signal.SIGINT)
+        ck.eq("watch exits 0 on Ctrl-C", watch.wait(10), 0)
+        reader.join(5)
+        os.close(mfd)
+        last = b"".join(screen).decode(errors="replace").split("\x1b[2J")[-1]  # the last full screen
+        ck.true("dashboard shows the Approximant with every angle",
+                re.search(rf"Approximant\s+{n_angles} angles \[32x48x48\]", last) is not None)
+        ck.true("dashboard shows the FBP baseline", re.search(rf"baseline\s+{n_angles} angles .*fbp", last) is not None)
+        ck.true("dashboard shows the stop advice", "stop_acquisition" in last)
+        if ck.failed or os.environ.get("APTOMO_SHOW_DASHBOARD"):
+            print(last[-3000:])
         ck.eq("daemon exit", d.stop(), 0)
         if ck.failed:
             print(open(d.log_path, errors="replace").read()[-6000:])

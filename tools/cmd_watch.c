@@ -1,5 +1,5 @@
 /* cmd_watch.c - `aptomo watch tcp://HOST:PORT`: a terminal dashboard of aptomod's PUB stream. On a TTY it redraws
- * one screen (state, counters, the last angles); piped, it prints one line per message so it can be logged or
+ * one screen (state, counters, the latest Approximant/baseline/volume/metrics/stop, the last angles); piped, it prints one line per message so it can be logged or
  * grepped. --until/--count make it usable in scripts and the demo. */
 #include <errno.h>
 #include <jansson.h>
@@ -21,8 +21,13 @@ static void on_sigint(int s)
 
 #define WATCH_ROWS 12
 
+/* The latest message of each result topic, one line each under the status. */
+static const char *const result_topics[] = {"approximant", "baseline", "volume", "metrics", "stop"};
+#define WATCH_RESULTS (sizeof result_topics / sizeof *result_topics)
+
 typedef struct watch_view {
     char status[1024];
+    char results[WATCH_RESULTS][256];
     char angles[WATCH_ROWS][256];
     int n_angles, next;
     uint64_t messages;
@@ -35,6 +40,12 @@ static void draw(const watch_view *v, const char *ep)
     printf("\033[H\033[2J");
     printf("aptomo watch  %s  (%llu messages, Ctrl-C to quit)\n\n", ep, (unsigned long long)v->messages);
     printf("%s\n\n", v->status[0] ? v->status : "waiting for status...");
+    int any = 0;
+    for (size_t r = 0; r < WATCH_RESULTS; r++)
+        if (v->results[r][0])
+            printf("  %s\n", v->results[r]), any = 1;
+    if (any)
+        printf("\n");
     printf("  %-7s %-6s %10s %7s %8s %8s %9s %8s\n", "series", "index", "angle", "used", "dropped", "recv",
            "counts", "seconds");
     for (int i = 0; i < v->n_angles; i++)
@@ -53,6 +64,58 @@ static void format_angle(json_t *h, char *out, size_t n)
     snprintf(out, n, "  %-7lld %-6lld %s %7lld %8lld %8lld %9.1f %8.3f", ival(h, "series"),
              ival(h, "index"), a, ival(h, "frames_used"), ival(h, "frames_dropped"), ival(h, "frames_received"),
              json_number_value(json_object_get(h, "mean_counts")), json_number_value(json_object_get(h, "seconds")));
+}
+
+static const char *num(json_t *o, const char *k, char *buf, size_t n)
+{
+    json_t *x = json_object_get(o, k);
+    if (json_is_number(x))
+        snprintf(buf, n, "%.4f", json_number_value(x));
+    else
+        snprintf(buf, n, "-");
+    return buf;
+}
+
+/* One line for a result message; 0 if the topic is not one of result_topics. */
+static int format_result(const char *topic, json_t *h, size_t payload, watch_view *v)
+{
+    for (size_t r = 0; r < WATCH_RESULTS; r++) {
+        if (strcmp(topic, result_topics[r]))
+            continue;
+        char *out = v->results[r], a[24], b[24], c[24], d[24];
+        size_t n = sizeof v->results[r];
+        json_t *shape = json_object_get(h, "shape"), *ref = json_object_get(h, "reference"),
+               *chg = json_object_get(h, "change");
+        char dims[64] = "";
+        if (json_array_size(shape) == 3)
+            snprintf(dims, sizeof dims, "[%lldx%lldx%lld]", (long long)json_integer_value(json_array_get(shape, 0)),
+                     (long long)json_integer_value(json_array_get(shape, 1)),
+                     (long long)json_integer_value(json_array_get(shape, 2)));
+        if (r == 0)
+            snprintf(out, n, "%-12s %4lld angles %s %.1f MB", "Approximant", ival(h, "angles"), dims, payload / 1e6);
+        else if (r == 1)
+            snprintf(out, n, "%-12s %4lld angles %s %s", "baseline", ival(h, "angles"), dims,
+                     json_string_value(json_object_get(h, "method")) ? json_string_value(json_object_get(h, "method"))
+                                                                     : "?");
+        else if (r == 2)
+            snprintf(out, n, "%-12s %4lld angles %s reason %s, weights %s", "volume", ival(h, "angles"), dims,
+                     json_string_value(json_object_get(h, "reason")) ? json_string_value(json_object_get(h, "reason"))
+                                                                     : "?",
+                     json_string_value(json_object_get(h, "weights")) ? json_string_value(json_object_get(h, "weights"))
+                                                                      : "?");
+        else if (r == 3)
+            snprintf(out, n, "%-12s %4lld angles change pcc %s ms-ssim %s | vs reference pcc %s dsc %s", "metrics",
+                     ival(h, "angles"), num(chg, "pcc", a, sizeof a), num(chg, "ms_ssim", b, sizeof b),
+                     num(ref, "pcc", c, sizeof c), num(ref, "dsc", d, sizeof d));
+        else
+            snprintf(out, n, "STOP         %4lld angles (%s): %s", ival(h, "angles"),
+                     json_string_value(json_object_get(h, "reason")) ? json_string_value(json_object_get(h, "reason"))
+                                                                     : "?",
+                     json_string_value(json_object_get(h, "advice")) ? json_string_value(json_object_get(h, "advice"))
+                                                                     : "?");
+        return 1;
+    }
+    return 0;
 }
 
 int cmd_watch(int argc, char **argv)
@@ -156,6 +219,8 @@ int cmd_watch(int argc, char **argv)
             v.next = (v.next + 1) % WATCH_ROWS;
             if (v.n_angles < WATCH_ROWS)
                 v.n_angles++;
+        } else if (h) {
+            format_result(topic, h, payload, &v);
         }
         if (tty)
             draw(&v, ep);
