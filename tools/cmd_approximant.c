@@ -118,40 +118,13 @@ int cmd_approximant(int argc, char **argv)
         goto out;
     }
     const apt_scan_header *h = apt_scanfile_header(sf);
-    uint32_t M, PH, PW;
-    if (apt_scanfile_probe_dims(sf, &M, &PH, &PW, &err)) {
-        fprintf(stderr, "approximant: %s\n", err.msg);
-        goto out;
-    }
-    if (PH != PW) {
-        fprintf(stderr, "approximant: %s: probe %ux%u is not square\n", o.scan, PH, PW);
-        goto out;
-    }
-    probe = malloc((size_t)M * PH * PW * 2 * sizeof *probe);
-    if (!probe || apt_scanfile_read_probe(sf, probe, NULL, &err)) {
-        fprintf(stderr, "approximant: %s\n", probe ? err.msg : "out of memory");
-        rc = CLI_FAIL;
-        goto out;
-    }
     apt_angle_cfg ac;
-    apt_angle_cfg_from_config(cfg, &ac, NULL);
-    ac.energy_keV = h->energy_keV; /* the instrument is the scan file's */
-    ac.distance_m = h->detector_distance_m;
-    ac.det_pixel_m = h->pixel_size_m;
-    ac.crop = (int)PH;
-    ac.M = ac.M < (int)M ? ac.M : (int)M;
-    double vs[3] = {NAN, NAN, NAN};
-    uint32_t Z, Y, X;
-    int have_truth = apt_scanfile_has_ground_truth(sf);
-    if (have_truth && !apt_scanfile_ground_truth_dims(sf, &Z, &Y, &X, &err)) {
-        truth = malloc((size_t)Z * Y * X * sizeof *truth);
-        if (!truth || apt_scanfile_read_ground_truth(sf, truth, vs, &err)) {
-            fprintf(stderr, "approximant: %s\n", truth ? err.msg : "out of memory");
-            rc = CLI_FAIL;
-            goto out;
-        }
-        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]}; /* else tomo.grid */
+    if ((rc = apt_angle_cfg_from_scan(sf, cfg, &ac, &probe, &truth, &err))) {
+        fprintf(stderr, "approximant: %s\n", err.msg);
+        rc = rc == APT_ENOMEM || rc == APT_EIO ? CLI_FAIL : CLI_USAGE;
+        goto out;
     }
+    rc = CLI_USAGE;
     if (apt_angle_ctx_new(&ac, probe, &ctx, &err) || apt_approx_new(&ac.grid, &ap, &err)) {
         fprintf(stderr, "approximant: %s\n", err.msg);
         goto out;
@@ -192,14 +165,9 @@ int cmd_approximant(int argc, char **argv)
     double pcc = NAN;
     for (size_t i = 0; i < o.n_angles && rc == CLI_OK; i++) {
         uint32_t idx = o.angles[i], J = 0;
-        float **pats = NULL;
-        double *pos = NULL;
         apt_angle_result res;
-        if (apt_angle_load(sf, idx, ac.crop, &pats, &pos, &J, &err) ||
-            apt_angle_reconstruct(ctx, h->angles_deg[idx], (const float *const *)pats, pos, J, &res, &err)) {
+        if (apt_angle_reconstruct_scan(ctx, sf, idx, ac.crop, &res, &J, &err)) {
             fprintf(stderr, "approximant: angle %u: %s\n", idx, err.msg);
-            apt_angle_patterns_free(pats, J);
-            free(pos);
             rc = CLI_FAIL;
             break;
         }
@@ -217,8 +185,6 @@ int cmd_approximant(int argc, char **argv)
                res.seconds, J ? res.seconds / (J / 500.0) : 0.0, i + 1, pcc);
         fflush(stdout);
         apt_angle_result_free(&res);
-        apt_angle_patterns_free(pats, J);
-        free(pos);
         if (arc) {
             fprintf(stderr, "approximant: %s\n", err.msg);
             rc = CLI_FAIL;

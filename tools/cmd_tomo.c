@@ -173,34 +173,12 @@ static int scan_projections(const tomo_opts *o, apt_angle_projs *ps, char **yaml
     if (apt_scanfile_open(o->in, &sf, &err))
         goto fail;
     const apt_scan_header *h = apt_scanfile_header(sf);
-    uint32_t M, PH, PW, Z, Y, X;
-    if (apt_scanfile_probe_dims(sf, &M, &PH, &PW, &err))
-        goto fail;
-    if (PH != PW) {
-        apt_err(&err, APT_EINVAL, "%s: /entry/probe: %ux%u is not square", o->in, PH, PW);
-        goto fail;
-    }
-    probe = malloc((size_t)M * PH * PW * 2 * sizeof *probe);
-    if (!probe || apt_scanfile_read_probe(sf, probe, NULL, &err)) {
-        rc = CLI_FAIL;
-        goto fail;
-    }
     apt_angle_cfg ac;
-    apt_angle_cfg_from_config(cfg, &ac, NULL);
-    ac.energy_keV = h->energy_keV; /* the instrument is the scan file's */
-    ac.distance_m = h->detector_distance_m;
-    ac.det_pixel_m = h->pixel_size_m;
-    ac.crop = (int)PH;
-    ac.M = ac.M < (int)M ? ac.M : (int)M;
-    double vs[3];
-    if (apt_scanfile_has_ground_truth(sf) && !apt_scanfile_ground_truth_dims(sf, &Z, &Y, &X, &err)) {
-        float *truth = malloc((size_t)Z * Y * X * sizeof *truth);
-        int trc = truth ? apt_scanfile_read_ground_truth(sf, truth, vs, &err) : APT_ENOMEM;
-        free(truth);
-        if (trc)
-            goto fail;
-        ac.grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]}; /* else tomo.grid */
+    if ((rc = apt_angle_cfg_from_scan(sf, cfg, &ac, &probe, NULL, &err))) {
+        rc = rc == APT_ENOMEM || rc == APT_EIO ? CLI_FAIL : CLI_USAGE;
+        goto fail;
     }
+    rc = CLI_USAGE;
     if (apt_angle_ctx_new(&ac, probe, &ctx, &err))
         goto fail;
     if ((rc = apt_angle_projs_init(ps, &ac.grid, o->nz, o->nx, h->angles_deg, (int)h->n_angles, &err))) {
@@ -212,22 +190,15 @@ static int scan_projections(const tomo_opts *o, apt_angle_projs *ps, char **yaml
     cli_progress pr;
     cli_progress_start(&pr, "ptychography", h->n_angles);
     for (uint32_t a = 0; a < h->n_angles; a++) {
-        float **pats = NULL;
-        double *pos = NULL;
         uint32_t J = 0;
         apt_angle_result res;
-        if (apt_angle_load(sf, a, ac.crop, &pats, &pos, &J, &err) ||
-            apt_angle_reconstruct(ctx, h->angles_deg[a], (const float *const *)pats, pos, J, &res, &err)) {
-            apt_angle_patterns_free(pats, J);
-            free(pos);
+        if (apt_angle_reconstruct_scan(ctx, sf, a, ac.crop, &res, &J, &err)) {
             apt_err_prefix(&err, APT_EINVAL, "angle %u: ", a);
             cli_progress_end(&pr);
             goto fail;
         }
         int prc = apt_angle_projs_add(ps, &res, k, &err);
         apt_angle_result_free(&res);
-        apt_angle_patterns_free(pats, J);
-        free(pos);
         if (prc) {
             cli_progress_end(&pr);
             goto fail;

@@ -61,6 +61,16 @@ struct apt_scanfile;
 int apt_angle_load(struct apt_scanfile *sf, uint32_t idx, int crop, float ***pats, double **pos, uint32_t *J,
                    apt_error *err);
 void apt_angle_patterns_free(float **pats, uint32_t J);
+/* apt_angle_load + apt_angle_reconstruct of angle idx (its patterns freed again); *J = the frames it used. */
+int apt_angle_reconstruct_scan(apt_angle_ctx *ctx, struct apt_scanfile *sf, uint32_t idx, int crop,
+                               apt_angle_result *res, uint32_t *J, apt_error *err);
+/* Offline set-up from a scan file, shared by `aptomo approximant` and `aptomo tomo`: cfg's physics
+   (apt_angle_cfg_from_config), the instrument (energy, distance, pixel) and crop from the file, the modes capped at
+   the file's probe's, the grid of the file's ground truth when it has one (else tomo.grid). *probe: the file's probe
+   [M, crop, crop] complex (free()). truth (may be NULL): the ground truth [Z,Y,X] (free()), NULL when there is none.
+   Errors: the scan file's (APT_EIO for a failed read), APT_EINVAL for a non-square probe, APT_ENOMEM. */
+int apt_angle_cfg_from_scan(struct apt_scanfile *sf, const struct apt_config *cfg, apt_angle_cfg *ac, float **probe,
+                            float **truth, apt_error *err);
 
 /* --- projections for the classical baselines (src/ptycho/angle_proj.c, docs/TOMO.md "Scan-file input") ---- */
 

@@ -29,6 +29,69 @@ int apt_angle_cfg_from_config(const apt_config *cfg, apt_angle_cfg *a, apt_error
     return err && err->code ? err->code : APT_OK;
 }
 
+int apt_angle_cfg_from_scan(apt_scanfile *sf, const apt_config *cfg, apt_angle_cfg *ac, float **probe,
+                            float **truth, apt_error *err)
+{
+    *probe = NULL;
+    if (truth)
+        *truth = NULL;
+    const apt_scan_header *h = apt_scanfile_header(sf);
+    uint32_t M, PH, PW, Z, Y, X;
+    int rc = apt_scanfile_probe_dims(sf, &M, &PH, &PW, err);
+    if (rc)
+        return rc;
+    if (PH != PW)
+        return apt_err(err, APT_EINVAL, "%s: probe %ux%u is not square", apt_scanfile_path(sf), PH, PW);
+    if (!(*probe = malloc((size_t)M * PH * PW * 2 * sizeof **probe)))
+        return apt_err(err, APT_ENOMEM, "out of memory for the %ux%ux%u probe", M, PH, PW);
+    if ((rc = apt_scanfile_read_probe(sf, *probe, NULL, err)))
+        goto fail;
+    apt_angle_cfg_from_config(cfg, ac, NULL);
+    ac->energy_keV = h->energy_keV; /* the instrument is the scan file's */
+    ac->distance_m = h->detector_distance_m;
+    ac->det_pixel_m = h->pixel_size_m;
+    ac->crop = (int)PH;
+    ac->M = ac->M < (int)M ? ac->M : (int)M;
+    /* the ground truth's grid when there is one (its voxel size comes with the data), else tomo.grid */
+    if (!apt_scanfile_has_ground_truth(sf) || apt_scanfile_ground_truth_dims(sf, &Z, &Y, &X, NULL))
+        return APT_OK;
+    double vs[3];
+    float *t = malloc((size_t)Z * Y * X * sizeof *t);
+    if (!t) {
+        rc = apt_err(err, APT_ENOMEM, "out of memory for the %ux%ux%u ground truth", Z, Y, X);
+        goto fail;
+    }
+    if ((rc = apt_scanfile_read_ground_truth(sf, t, vs, err))) {
+        free(t);
+        goto fail;
+    }
+    ac->grid = (apt_grid3){(int)Z, (int)Y, (int)X, vs[0], vs[1], vs[2]};
+    if (truth)
+        *truth = t;
+    else
+        free(t);
+    return APT_OK;
+fail:
+    free(*probe);
+    *probe = NULL;
+    return rc;
+}
+
+int apt_angle_reconstruct_scan(apt_angle_ctx *ctx, apt_scanfile *sf, uint32_t idx, int crop, apt_angle_result *res,
+                               uint32_t *J, apt_error *err)
+{
+    float **pats = NULL;
+    double *pos = NULL;
+    *J = 0;
+    int rc = apt_angle_load(sf, idx, crop, &pats, &pos, J, err);
+    if (!rc)
+        rc = apt_angle_reconstruct(ctx, apt_scanfile_header(sf)->angles_deg[idx], (const float *const *)pats, pos,
+                                   *J, res, err);
+    apt_angle_patterns_free(pats, *J);
+    free(pos);
+    return rc;
+}
+
 void apt_angle_patterns_free(float **pats, uint32_t J)
 {
     for (uint32_t j = 0; pats && j < J; j++)
