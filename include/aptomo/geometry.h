@@ -38,6 +38,11 @@ int apt_stack_geom_for(const apt_grid3 *g, double theta_deg, int L, double delta
    scan position (y, x') metres (nearest pixel; the rounding error, at most delta/2, is documented). */
 void apt_stack_window(const apt_stack_geom *sg, int H, int W, double y_m, double x_m, int *row, int *col);
 
+/* The air beside the sample in one stack plane [Ny, Nx]: the weight-weighted mean (weight NULL = uniform) over the
+   columns more than one voxel beyond the footprint of grid g at the stack's angle, |x'| <= (X vx |cos| + Z vz |sin|)
+   / 2. Far-field data cannot fix a constant phase, so phases are referenced to this. 0 when no air is weighted. */
+double apt_stack_air_mean(const apt_stack_geom *sg, const apt_grid3 *g, const float *weight, const float *plane);
+
 /* Simulation: complex transmission of each slice, O_l = exp(-k (beta + i delta) t) integrated along the beam
    within the slice (k = 2 pi / lambda). delta, beta [Z,Y,X] (beta may be NULL = 0); object [L,Ny,Nx] complex
    (interleaved floats). */

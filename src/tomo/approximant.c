@@ -153,33 +153,6 @@ static void add_rows(void *vctx, long lo, long hi)
     }
 }
 
-/* Far-field data do not fix a constant phase, and each slice of a reconstruction started flat drifts by its share
-   of it, so every slice is referenced to its own air: the illumination-weighted mean over the stack columns more
-   than one voxel beyond the grid's footprint |x'| <= (X vx |cos| + Z vz |sin|) / 2 (as apt_angle_projection does
-   for the integrated phase). Left alone when the stack has no illuminated air beside the grid. */
-static void air_reference(apt_approx *a, const apt_stack_geom *sg, const float *weight, double cs, double sn)
-{
-    const apt_grid3 *g = &a->g;
-    size_t plane = (size_t)sg->Ny * sg->Nx;
-    double foot = 0.5 * (g->X * g->vx * fabs(cs) + g->Z * g->vz * fabs(sn)) + g->vx;
-    for (int l = 0; l < sg->L; l++) {
-        float *e = a->est + (size_t)l * plane;
-        double sw = 0, swv = 0;
-        for (int c = 0; c < sg->Nx; c++) {
-            if (fabs((c - (sg->Nx - 1) / 2.0) * sg->delta_m) <= foot)
-                continue;
-            for (int r = 0; r < sg->Ny; r++) {
-                double w = weight ? weight[(size_t)r * sg->Nx + c] : 1.0;
-                sw += w;
-                swv += w * e[(size_t)r * sg->Nx + c];
-            }
-        }
-        if (sw > 0)
-            for (size_t q = 0; q < plane; q++)
-                e[q] -= (float)(swv / sw);
-    }
-}
-
 int apt_approx_add(apt_approx *a, const apt_stack_geom *sg, double wavelength_m, const float *object,
                    const float *weight, apt_error *err)
 {
@@ -216,7 +189,14 @@ int apt_approx_add(apt_approx *a, const apt_stack_geom *sg, double wavelength_m,
         a->est[q] = (float)(scale * atan2((double)im, (double)re));
     }
     double t = sg->theta_deg * (M_PI / 180.0);
-    air_reference(a, sg, weight, cos(t), sin(t));
+    /* each slice referenced to its own air (apt_stack_air_mean): a reconstruction started flat drifts by a constant
+       phase the far-field data cannot see */
+    for (int l = 0; l < sg->L; l++) {
+        float *e = a->est + (size_t)l * plane;
+        float air = (float)apt_stack_air_mean(sg, &a->g, weight, e);
+        for (size_t q = 0; q < plane; q++)
+            e[q] -= air;
+    }
     add_ctx p = {.a = a, .sg = sg, .weight = weight, .cs = cos(t), .sn = sin(t)};
     apt_par_for(add_rows, &p, (long)a->g.Z * a->g.Y, 0);
     a->angles++;

@@ -121,6 +121,23 @@ void apt_stack_window(const apt_stack_geom *sg, int H, int W, double y_m, double
     *col = nearest_pixel(x_m, sg->delta_m, sg->Nx) - W / 2;
 }
 
+double apt_stack_air_mean(const apt_stack_geom *sg, const apt_grid3 *g, const float *weight, const float *plane)
+{
+    double t = sg->theta_deg * (M_PI / 180.0);
+    double foot = 0.5 * (g->X * g->vx * fabs(cos(t)) + g->Z * g->vz * fabs(sin(t))) + g->vx;
+    double sw = 0, swv = 0;
+    for (int c = 0; c < sg->Nx; c++) {
+        if (fabs((c - (sg->Nx - 1) / 2.0) * sg->delta_m) <= foot)
+            continue;
+        for (int r = 0; r < sg->Ny; r++) {
+            size_t q = (size_t)r * sg->Nx + c;
+            double w = weight ? weight[q] : 1.0;
+            sw += w;
+            swv += w * plane[q];
+        }
+    }
+    return sw > 0 ? swv / sw : 0;
+}
 
 /* ---- projector */
 
