@@ -5,6 +5,7 @@
  * detector is as wide as the slab's widest shadow at any tilt, so one width serves every angle set; the recon
  * worker runs it (milliseconds for FBP; SART costs a few of its passes). */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,9 @@ int aptd_baseline_init(aptd *d, apt_error *err)
     b->method = d->s.baseline;
     if (b->method == APTD_BASELINE_NONE)
         return APT_OK;
-    double th[361];
-    for (int a = 0; a < 361; a++)
-        th[a] = a * 0.5;
-    int U = apt_angle_proj_width(g->Z, g->X, th, 361);
+    /* any tilt may come: the widest shadow, (X-1)/2 |cos| + (Z-1)/2 |sin|, peaks at tan = (Z-1)/(X-1) */
+    double th[3] = {0, 90, atan2(g->Z - 1, g->X - 1) * 180.0 / M_PI};
+    int U = apt_angle_proj_width(g->Z, g->X, th, 3);
     if (U < 0)
         return apt_err(err, APT_ERANGE, "tomo.baseline: grid %dx%d too wide for a projection", g->Z, g->X);
     b->U = U;

@@ -76,6 +76,12 @@ static const char *num(json_t *o, const char *k, char *buf, size_t n)
     return buf;
 }
 
+static const char *str(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "?";
+}
+
 /* One line for a result message; 0 if the topic is not one of result_topics. */
 static int format_result(const char *topic, json_t *h, size_t payload, watch_view *v)
 {
@@ -94,25 +100,17 @@ static int format_result(const char *topic, json_t *h, size_t payload, watch_vie
         if (r == 0)
             snprintf(out, n, "%-12s %4lld angles %s %.1f MB", "Approximant", ival(h, "angles"), dims, payload / 1e6);
         else if (r == 1)
-            snprintf(out, n, "%-12s %4lld angles %s %s", "baseline", ival(h, "angles"), dims,
-                     json_string_value(json_object_get(h, "method")) ? json_string_value(json_object_get(h, "method"))
-                                                                     : "?");
+            snprintf(out, n, "%-12s %4lld angles %s %s", "baseline", ival(h, "angles"), dims, str(h, "method"));
         else if (r == 2)
             snprintf(out, n, "%-12s %4lld angles %s reason %s, weights %s", "volume", ival(h, "angles"), dims,
-                     json_string_value(json_object_get(h, "reason")) ? json_string_value(json_object_get(h, "reason"))
-                                                                     : "?",
-                     json_string_value(json_object_get(h, "weights")) ? json_string_value(json_object_get(h, "weights"))
-                                                                      : "?");
+                     str(h, "reason"), str(h, "weights"));
         else if (r == 3)
             snprintf(out, n, "%-12s %4lld angles change pcc %s ms-ssim %s | vs reference pcc %s dsc %s", "metrics",
                      ival(h, "angles"), num(chg, "pcc", a, sizeof a), num(chg, "ms_ssim", b, sizeof b),
                      num(ref, "pcc", c, sizeof c), num(ref, "dsc", d, sizeof d));
         else
-            snprintf(out, n, "STOP         %4lld angles (%s): %s", ival(h, "angles"),
-                     json_string_value(json_object_get(h, "reason")) ? json_string_value(json_object_get(h, "reason"))
-                                                                     : "?",
-                     json_string_value(json_object_get(h, "advice")) ? json_string_value(json_object_get(h, "advice"))
-                                                                     : "?");
+            snprintf(out, n, "STOP         %4lld angles (%s): %s", ival(h, "angles"), str(h, "reason"),
+                     str(h, "advice"));
         return 1;
     }
     return 0;
@@ -212,7 +210,7 @@ int cmd_watch(int argc, char **argv)
         } else if (h && !strcmp(topic, "status")) {
             snprintf(v.status, sizeof v.status,
                      "state %-14s series %-6lld angles %-5lld frames %-9lld dropped %-7lld queue %lld",
-                     json_string_value(json_object_get(h, "state")), ival(h, "series"), ival(h, "angles_done"),
+                     str(h, "state"), ival(h, "series"), ival(h, "angles_done"),
                      ival(h, "frames_received"), ival(h, "frames_dropped"), ival(h, "queue_depth"));
         } else if (h && !strcmp(topic, "angle")) {
             format_angle(h, v.angles[v.next], sizeof v.angles[0]);
