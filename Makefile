@@ -1,13 +1,22 @@
 # Thin wrapper: `make demo` and `make test` do all set-up on a fresh Debian 12 machine (packages, configure, build).
-JOBS   ?= $(shell nproc)
-BUILD  ?= build
-ASAN   ?= build-asan
-CUDA   ?= AUTO
+# Build directories can be moved (make BUILD=b ASAN=b-asan RELEASE=b-rel test), e.g. for several checkouts' builds.
+JOBS    ?= $(shell nproc)
+BUILD   ?= build
+ASAN    ?= build-asan
+RELEASE ?= build-release
+CUDA    ?= AUTO
+PREFIX  ?=
 
 FUZZ   ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build asan test test-fast test-asan demo bench fuzz install clean
+# Warnings are errors (APTOMO_WERROR) in development and CI only: make test, test-fast, asan, release, check-deps
+# and fuzz turn them on; make build, demo, bench and install (users, packagers) only warn. Going from one kind to
+# the other reconfigures $(BUILD), which recompiles it.
+WERROR ?= OFF
+test test-fast asan release check-deps fuzz: WERROR = ON
+
+.PHONY: all deps build asan release check-deps test test-fast test-asan demo bench fuzz install clean
 
 all: build
 
@@ -15,15 +24,44 @@ deps:
 	@bash scripts/deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPTOMO_CUDA=$(CUDA) >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPTOMO_CUDA=$(CUDA) -DAPTOMO_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 asan: deps
-	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DAPTOMO_SANITIZE=ON -DAPTOMO_CUDA=OFF >/dev/null
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DAPTOMO_SANITIZE=ON -DAPTOMO_CUDA=OFF -DAPTOMO_WERROR=$(WERROR) \
+	  >/dev/null
 	cmake --build $(ASAN) -j $(JOBS)
 
-# The whole suite twice: optimised build, then ASan+UBSan build.
-test: build asan
+# Compile-only builds of library, daemon and CLI at the optimisation levels $(BUILD) (-O2) and $(ASAN) (-O0) do not
+# cover, since gcc's flow warnings (maybe-uninitialized) differ per level: Release (-O3, what packagers build),
+# -O1 and -Os; and clang (the fuzz builds' compiler) at -O3. About 20 s each on 2 cores.
+release: deps
+	cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF \
+	  -DAPTOMO_WERROR=$(WERROR) >/dev/null
+	cmake --build $(RELEASE) -j $(JOBS)
+	for o in O1 Os; do \
+	  cmake -S . -B $(RELEASE)-$$o -DCMAKE_BUILD_TYPE=Release "-DCMAKE_C_FLAGS_RELEASE=-$$o -DNDEBUG" \
+	    -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF -DAPTOMO_WERROR=$(WERROR) >/dev/null && \
+	  cmake --build $(RELEASE)-$$o -j $(JOBS) || exit 1; \
+	done
+	CC=clang cmake -S . -B $(RELEASE)-clang -DCMAKE_BUILD_TYPE=Release -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF \
+	  -DAPTOMO_WERROR=$(WERROR) >/dev/null
+	cmake --build $(RELEASE)-clang -j $(JOBS)
+
+# Every package the configure + build steps used must be installed by scripts/deps.sh (its list, closed over
+# Depends/Pre-Depends: deps.sh installs without Recommends). Then the check must be able to fail: without
+# ocl-icd-opencl-dev (Debian's dnnl-config.cmake needs OpenCL; libdnnl-dev only Recommends it) it must name it.
+check-deps: build asan release
+	bash scripts/check-deps.sh $(BUILD) $(ASAN) $(RELEASE) $(RELEASE)-clang
+	@bash scripts/check-deps.sh --without ocl-icd-opencl-dev $(BUILD) >$(BUILD)/check-deps-selftest.log 2>&1; \
+	rc=$$?; if [ $$rc -ne 1 ] || ! grep -q '^check-deps: MISSING ocl-icd-opencl-dev:' $(BUILD)/check-deps-selftest.log; \
+	then cat $(BUILD)/check-deps-selftest.log; \
+	  echo "check-deps self-test: expected exit 1 naming ocl-icd-opencl-dev without it, got exit $$rc"; exit 1; \
+	else echo "check-deps self-test: ok (without ocl-icd-opencl-dev the check fails and names it)"; fi
+
+# The README's test command, and CI's (.ci/run): -Werror builds, the dependency check, then the whole suite twice:
+# optimised build, then ASan+UBSan build. tests/test_install.sh installs $(BUILD) to a temporary prefix.
+test: build asan release check-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS) -LE nosan
 
@@ -38,15 +76,18 @@ bench: build
 
 # libFuzzer (clang): each decoder target for FUZZ_SECONDS, corpus under $(FUZZ)/corpus.
 fuzz: deps
-	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DAPTOMO_FUZZ=ON -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF >/dev/null
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DAPTOMO_FUZZ=ON -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF \
+	  -DAPTOMO_WERROR=$(WERROR) >/dev/null
 	cmake --build $(FUZZ) -j $(JOBS)
 	for t in fuzz_v1 fuzz_v2 fuzz_codec fuzz_scanmeta fuzz_config; do \
 	  mkdir -p $(FUZZ)/corpus/$$t; \
 	  $(FUZZ)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ)/corpus/$$t tests/data || exit 1; \
 	done
 
+# Installs to the configure-time prefix (/usr/local), or to PREFIX (make install PREFIX=/opt/aptomo); DESTDIR
+# stages it. Paths in the installed aptomo.pc and systemd unit are those of the prefix installed to.
 install: build
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
 clean:
-	rm -rf $(BUILD) $(ASAN) $(FUZZ)
+	rm -rf $(BUILD) $(ASAN) $(RELEASE) $(RELEASE)-O1 $(RELEASE)-Os $(RELEASE)-clang $(FUZZ)

@@ -10,6 +10,11 @@
 #include "aptomo/error.h"
 
 #define APTD_MAX_ENDPOINTS 8
+/* Control requests are small JSON objects; a peer that sends a longer message is disconnected by libzmq
+   (ZMQ_MAXMSGSIZE) without the daemon reading it, so a stray 200 MiB send costs neither memory nor time. */
+#define APTD_CONTROL_MAX_BYTES 65536
+
+enum { APTD_BASELINE_NONE = 0, APTD_BASELINE_FBP = 1, APTD_BASELINE_SART = 2 }; /* tomo.baseline */
 
 typedef struct aptd_settings {
     char endpoints[APTD_MAX_ENDPOINTS][256];
@@ -65,8 +70,14 @@ typedef struct aptd aptd;
 
 void aptd_settings_default(aptd_settings *s);
 struct apt_config;
-/* Fill settings from a loaded configuration (settings.c). */
+/* Fill settings from a loaded configuration (settings.c). Errors name the key ("FILE:LINE:COL: key 'k': ..."). */
 int aptd_settings_from_config(const struct apt_config *cfg, aptd_settings *s, apt_error *err);
+/* Every check that start-up makes, without starting anything (check.c): endpoints' syntax and distinct bound
+   addresses, storage.dir creatable and writable, the grid, the per-angle reconstruction's stacks at the bounding
+   tilts, model.weights loads, tomo.reference loads and matches the volume's shape. */
+int aptd_settings_check(const struct apt_config *cfg, const aptd_settings *s, apt_error *err);
+/* aptd_settings_from_config then aptd_settings_check: what aptomod --check, --print-config and the start run. */
+int aptd_settings_load(const struct apt_config *cfg, aptd_settings *s, apt_error *err);
 void aptd_settings_free(aptd_settings *s);
 /* Binds/connects every socket and starts the threads; returns once the daemon is ready to receive. */
 int aptd_start(const aptd_settings *s, aptd **out, apt_error *err);

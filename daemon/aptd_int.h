@@ -85,13 +85,22 @@ typedef struct aptd_pending_meta {
 
 typedef struct aptd_refine_req aptd_refine_req;
 
+/* The last message per results topic (latest.c), for {"cmd":"latest"}. */
+#define APTD_N_TOPICS 6
+typedef struct aptd_latest {
+    pthread_mutex_t mu;
+    char *header[APTD_N_TOPICS];      /* JSON text, NULL = nothing yet */
+    zmq_msg_t payload[APTD_N_TOPICS]; /* shares the PUB message's buffer */
+    int has_payload[APTD_N_TOPICS];
+    struct json_t *angles;            /* this scan's angle headers, oldest first (bounded) */
+} aptd_latest;
+
 /* The refinement worker's own state. */
 typedef struct aptd_refine_state {
     apt_volume prev;                  /* last published volume (change metrics) */
     int unchanged, stop_n_star, stop_converged;
 } aptd_refine_state;
 
-enum { APTD_BASELINE_NONE = 0, APTD_BASELINE_FBP = 1, APTD_BASELINE_SART = 2 }; /* tomo.baseline */
 
 /* The live classical baseline (baseline.c): projections of the angles since the last reset. */
 typedef struct aptd_baseline {
@@ -150,6 +159,7 @@ struct aptd {
         angles_done, spooled, spool_errors, current_series, pub_dropped;
     atomic_int state;
     int state_published;
+    aptd_latest latest;               /* publisher thread writes, control thread reads */
     /* sockets owned by one thread each */
     void *pub, *rep;
     double last_status;
@@ -208,6 +218,17 @@ void aptd_publish_json(aptd *d, const char *topic, struct json_t *h, const void 
 void aptd_publish_status(aptd *d);
 /* The status header (also the control socket's status reply). */
 struct json_t *aptd_status_json(aptd *d);
+/* latest.c */
+void aptd_latest_init(aptd *d);
+void aptd_latest_free(aptd *d);
+void aptd_latest_clear(aptd *d); /* control reset: a new scan */
+/* Publisher thread: header is JSON text; payload (may be NULL) is shared, not consumed. */
+void aptd_latest_keep(aptd *d, const char *topic, const char *header, zmq_msg_t *payload);
+/* {"ok":true,"status":{...},"topics":{topic: header + payload_bytes},"angles":[...]} */
+struct json_t *aptd_latest_json(aptd *d);
+/* One topic's header (owned by the caller) and payload (into an initialised message): 1 with a payload, 0 without,
+   -1 with *why set when there is nothing to give. */
+int aptd_latest_get(aptd *d, const char *topic, struct json_t **header, zmq_msg_t *payload, const char **why);
 
 
 #endif

@@ -78,6 +78,7 @@ static void free_all(aptd *d)
     aptd_recon_free(d);
     for (int i = 0; i < d->n_pending; i++)
         apt_scanmeta_clear(&d->pending[i].meta);
+    aptd_latest_free(d); /* its messages before the context they belong to */
     if (d->zctx)
         zmq_ctx_term(d->zctx);
     pthread_mutex_destroy(&d->mu);
@@ -94,6 +95,7 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
         return apt_err(err, APT_ENOMEM, "out of memory");
     d->s = *s;
     pthread_mutex_init(&d->mu, NULL);
+    aptd_latest_init(d);
     apt_log_set_level(s->log_level);
     d->zctx = zmq_ctx_new();
     d->decode_q = aptd_queue_new((size_t)(s->queue_frames > 0 ? s->queue_frames : 1));
@@ -125,7 +127,9 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
     if (!rc) {
         d->rep = zmq_socket(d->zctx, ZMQ_REP);
         int linger = 0;
+        int64_t maxmsg = APTD_CONTROL_MAX_BYTES; /* libzmq drops a longer request's peer before buffering it */
         zmq_setsockopt(d->rep, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(d->rep, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
         if (zmq_bind(d->rep, s->control_endpoint) != 0)
             rc = apt_err(err, APT_EIO, "control.endpoint %s: bind: %s", s->control_endpoint, zmq_strerror(errno));
         else
@@ -184,6 +188,35 @@ static json_t *fail(const char *why)
     return json_pack("{s:b,s:s}", "ok", 0, "error", why);
 }
 
+/* {"cmd":"latest","topic":T}: the last T message as [JSON {"ok","topic","header"}, payload], the payload part
+   only when T has one (approximant, baseline, volume). */
+static void control_latest(aptd *d, json_t *req)
+{
+    const char *topic = json_string_value(json_object_get(req, "topic")), *why = "\"topic\" must be a string";
+    json_t *header = NULL;
+    zmq_msg_t payload;
+    zmq_msg_init(&payload);
+    int has = topic ? aptd_latest_get(d, topic, &header, &payload, &why) : -1;
+    if (has < 0) {
+        zmq_msg_close(&payload);
+        control_reply(d, fail(why));
+        return;
+    }
+    json_t *r = json_pack("{s:b,s:s,s:o}", "ok", 1, "topic", topic, "header", header);
+    char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
+    json_decref(r);
+    if (!text) {
+        zmq_msg_close(&payload);
+        zmq_send(d->rep, "{\"ok\":false,\"error\":\"internal\"}", 31, 0);
+        return;
+    }
+    zmq_send(d->rep, text, strlen(text), has ? ZMQ_SNDMORE : 0);
+    free(text);
+    if (has && zmq_msg_send(&payload, d->rep, 0) < 0)
+        apt_warn("control: latest %s: payload not sent: %s", topic, zmq_strerror(errno));
+    zmq_msg_close(&payload);
+}
+
 static void control_handle(aptd *d)
 {
     zmq_msg_t msg;
@@ -211,7 +244,14 @@ static void control_handle(aptd *d)
     else if (!strcmp(cmd, "status")) {
         reply = aptd_status_json(d);
         json_object_set_new(reply, "ok", json_true());
-        json_object_set_new(reply, "n_star", json_integer(d->s.n_star));
+    } else if (!strcmp(cmd, "latest")) {
+        if (!json_object_get(req, "topic")) {
+            reply = aptd_latest_json(d);
+        } else {
+            control_latest(d, req);
+            json_decref(req);
+            return;
+        }
     } else if (!strcmp(cmd, "shutdown")) {
         d->shutdown_requested = 1;
         reply = json_pack("{s:b}", "ok", 1);
@@ -221,6 +261,7 @@ static void control_handle(aptd *d)
         atomic_store(&d->angles_done, 0);
         atomic_store(&d->reset_requested, 1);
         atomic_store(&d->state, APTD_IDLE);
+        aptd_latest_clear(d);
         apt_info("control: reset, a new tomographic scan starts");
         reply = json_pack("{s:b}", "ok", 1);
     } else if (!strcmp(cmd, "finalize")) {
@@ -233,7 +274,7 @@ static void control_handle(aptd *d)
             fin = NULL, reply = json_pack("{s:b,s:s}", "ok", 1, "note", "volume follows on the results stream");
         free(fin);
     } else {
-        reply = fail("unknown cmd (status, reset, set, finalize, shutdown)");
+        reply = fail("unknown cmd (status, latest, reset, set, finalize, shutdown)");
     }
     json_decref(req);
     control_reply(d, reply);

@@ -1,6 +1,7 @@
 /* main.c - aptomod: the live reconstruction daemon. Reads the YAML config (+ --set overrides), starts the core,
  * tells systemd it is ready (Type=notify) and pings the watchdog from the control loop, drains on SIGTERM/SIGINT
  * and exits 0. Exit 2 = bad configuration (message names file:line), 1 = runtime failure (e.g. a bind failed). */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,9 +39,24 @@ static void watchdog_ping(void *arg)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: aptomod --config FILE [--set dotted.key=VALUE]... [--log-level debug|info|warn|error]\n"
-               "               [--print-config] [--check]\n"
-               "  --print-config  print the effective configuration (YAML) and exit\n"
-               "  --check         validate the configuration and exit\n");
+               "               [--print-config] [--check] [--version] [--help]\n"
+               "  -c, --config FILE      the YAML configuration (reference: aptomod.yaml, every key documented)\n"
+               "      --set KEY=VALUE    override one key (VALUE is YAML flow: 31, true, [a, b]); repeatable\n"
+               "      --log-level L      least severe level logged to stderr (overrides log.level)\n"
+               "      --check            make every check that start-up makes, then exit: 0 = it would start,\n"
+               "                         2 = refused (the message names FILE:LINE:COLUMN of the key)\n"
+               "      --print-config     check, then print the effective configuration (YAML) and exit\n"
+               "      --version          print the version and exit\n"
+               "Options take --opt VALUE or --opt=VALUE. Exit: 0 ok, 2 bad usage or configuration, 1 runtime\n"
+               "failure (e.g. a port in use).\n");
+}
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "aptomod: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'aptomod --help' for usage.\n");
+    return 2;
 }
 
 int main(int argc, char **argv)
@@ -48,27 +64,47 @@ int main(int argc, char **argv)
     const char *config = NULL, *level = NULL;
     const char *sets[256];
     int n_sets = 0, print = 0, check = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if ((!strcmp(a, "--config") || !strcmp(a, "-c")) && i + 1 < argc)
-            config = argv[++i];
-        else if (!strcmp(a, "--set") && i + 1 < argc && n_sets < 256)
-            sets[n_sets++] = argv[++i];
-        else if (!strcmp(a, "--log-level") && i + 1 < argc)
-            level = argv[++i];
-        else if (!strcmp(a, "--print-config"))
+    enum { OPT_SET = 256, OPT_LOG, OPT_PRINT, OPT_CHECK, OPT_VERSION };
+    static const struct option longs[] = {
+        {"config", required_argument, NULL, 'c'},   {"set", required_argument, NULL, OPT_SET},
+        {"log-level", required_argument, NULL, OPT_LOG}, {"print-config", no_argument, NULL, OPT_PRINT},
+        {"check", no_argument, NULL, OPT_CHECK},     {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":c:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case OPT_SET:
+            if (n_sets == 256)
+                return bad_usage("more than %s --set options", "256");
+            sets[n_sets++] = optarg;
+            break;
+        case OPT_LOG:
+            level = optarg;
+            break;
+        case OPT_PRINT:
             print = 1;
-        else if (!strcmp(a, "--check"))
+            break;
+        case OPT_CHECK:
             check = 1;
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            break;
+        case OPT_VERSION:
+            printf("aptomod %s\n", APTOMO_VERSION);
+            return 0;
+        case 'h':
             usage(stdout);
             return 0;
-        } else {
-            fprintf(stderr, "aptomod: unknown or incomplete argument '%s'\n", a);
-            usage(stderr);
-            return 2;
+        case ':':
+            return bad_usage("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
+    if (optind < argc)
+        return bad_usage("unexpected argument '%s' (the configuration is given with --config FILE)", argv[optind]);
     if (!config) {
         fprintf(stderr, "aptomod: --config FILE is required (reference: configs/aptomod.yaml)\n");
         return 2;
@@ -90,9 +126,10 @@ int main(int argc, char **argv)
         apt_config_destroy(&cfg);
         return 2;
     }
+    /* the same checks for --check, --print-config and the start: what passes here starts */
     aptd_settings s;
-    if (aptd_settings_from_config(cfg, &s, &err) != APT_OK) {
-        fprintf(stderr, "aptomod: %s: %s\n", config, err.msg);
+    if (aptd_settings_load(cfg, &s, &err) != APT_OK) {
+        fprintf(stderr, "aptomod: %s\n", err.msg);
         aptd_settings_free(&s);
         apt_config_destroy(&cfg);
         return 2;
@@ -104,6 +141,8 @@ int main(int argc, char **argv)
     }
     apt_config_destroy(&cfg);
     if (print || check) {
+        if (check && !print)
+            printf("%s: ok\n", config);
         aptd_settings_free(&s);
         return 0;
     }

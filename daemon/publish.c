@@ -38,16 +38,30 @@ void aptd_publish(aptd *d, const char *topic, const char *header, const void *pa
     }
 }
 
+static void free_payload(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
 static void *publish_main(void *arg)
 {
     aptd *d = arg;
     pub_msg *m;
     while ((m = aptd_queue_pop(d->pub_q, -1))) {
-        int more = m->len ? ZMQ_SNDMORE : 0;
+        /* the payload becomes a ZeroMQ message that the latest-value cache shares (no second copy) */
+        zmq_msg_t body;
+        int has = m->len && zmq_msg_init_data(&body, m->payload, m->len, free_payload, NULL) == 0;
+        if (has)
+            m->payload = NULL;
+        aptd_latest_keep(d, m->topic, m->header, has ? &body : NULL);
+        int more = has ? ZMQ_SNDMORE : 0;
         if (zmq_send(d->pub, m->topic, strlen(m->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
             zmq_send(d->pub, m->header, strlen(m->header), more | ZMQ_DONTWAIT) < 0 ||
-            (m->len && zmq_send(d->pub, m->payload, m->len, ZMQ_DONTWAIT) < 0))
+            (has && zmq_msg_send(&body, d->pub, ZMQ_DONTWAIT) < 0))
             atomic_fetch_add(&d->pub_dropped, 1);
+        if (has)
+            zmq_msg_close(&body);
         free(m->header);
         free(m->payload);
         free(m);
@@ -96,6 +110,8 @@ json_t *aptd_status_json(aptd *d)
     json_object_set_new(h, "state", json_string(aptd_state_name(st.state)));
     json_object_set_new(h, "series", json_integer((json_int_t)st.current_series));
     json_object_set_new(h, "angles_done", json_integer((json_int_t)st.angles_done));
+    json_object_set_new(h, "n_star", json_integer(d->s.n_star));
+    json_object_set_new(h, "control", json_string(d->s.control_endpoint)); /* where {"cmd":"latest"} goes */
     json_object_set_new(h, "frames_received", json_integer((json_int_t)st.frames_received));
     uint64_t dropped = st.dropped_stale + st.dropped_duplicate + st.dropped_undecodable + st.dropped_nopos +
                        st.dropped_overflow;

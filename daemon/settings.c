@@ -14,7 +14,7 @@
     do {                                                                                                       \
         const char *v_ = apt_config_str(cfg, key, err);                                                        \
         if (strlen(v_) >= sizeof(dst))                                                                         \
-            return apt_err(err, APT_EINVAL, "%s: longer than %zu characters", key, sizeof(dst) - 1);           \
+            return apt_config_fail(cfg, key, err, APT_EINVAL, "longer than %zu characters", sizeof(dst) - 1);  \
         memcpy(dst, v_, strlen(v_) + 1);                                                                       \
     } while (0)
 
@@ -23,12 +23,13 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     aptd_settings_default(s);
     size_t n = apt_config_list_len(cfg, "detector.endpoints", err);
     if (n < 1 || n > APTD_MAX_ENDPOINTS)
-        return apt_err(err, APT_EINVAL, "detector.endpoints: between 1 and %d endpoints, got %zu",
-                       APTD_MAX_ENDPOINTS, n);
+        return apt_config_fail(cfg, "detector.endpoints", err, APT_EINVAL, "between 1 and %d endpoints, got %zu",
+                               APTD_MAX_ENDPOINTS, n);
     for (size_t i = 0; i < n; i++) {
         const char *ep = apt_config_list_str(cfg, "detector.endpoints", i, err);
         if (strlen(ep) >= sizeof s->endpoints[0])
-            return apt_err(err, APT_EINVAL, "detector.endpoints[%zu]: too long", i);
+            return apt_config_fail(cfg, "detector.endpoints", err, APT_EINVAL, "entry %zu: longer than %zu "
+                                   "characters", i, sizeof s->endpoints[0] - 1);
         snprintf(s->endpoints[i], sizeof s->endpoints[i], "%s", ep);
     }
     s->n_endpoints = (int)n;
@@ -77,16 +78,22 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     apt_angle_cfg *a = &s->angle;
     int rc = apt_angle_cfg_from_config(cfg, a, err);
     if (rc)
-        return rc;
+        return rc; /* only a schema/accessor mismatch: the values were range-checked when loaded */
     a->threads = s->decode_threads;
     int M, H, W;
     double pixel;
     /* photon scale is matched to each angle's data later (apt_angle_reconstruct) */
     rc = apt_sim_probe_from_config(cfg, 1e6, &s->probe, &M, &H, &W, &pixel, err);
     if (rc)
-        return apt_err_prefix(err, rc, "physics.probe: ");
+        return apt_config_blame(cfg, "physics.probe", err);
     a->M = M;
     return err && err->code ? err->code : APT_OK;
+}
+
+int aptd_settings_load(const apt_config *cfg, aptd_settings *s, apt_error *err)
+{
+    int rc = aptd_settings_from_config(cfg, s, err);
+    return rc ? rc : aptd_settings_check(cfg, s, err);
 }
 
 void aptd_settings_free(aptd_settings *s)

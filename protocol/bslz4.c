@@ -111,6 +111,10 @@ int apt_bslz4_encode(const void *src, size_t n, size_t elem_size, void *dst, siz
 /* Header fields checked against each other and against the blob length; n and block come back in elements. */
 static int parse_header(const uint8_t *p, size_t len, size_t s, size_t *n, size_t *block, apt_error *err)
 {
+    /* Outputs are set on every path, failures included. Callers read them only when rc is 0, but the compiler
+     * cannot see that apt_err() returns a nonzero code, so at -O3 it found n and block possibly read unset. */
+    *n = 0;
+    *block = 0;
     int rc = check_elem(s, err);
     if (rc)
         return rc;

@@ -55,6 +55,7 @@ static int get_num(json_t *o, const char *key, double *out, const char *what, ap
 
 static int get_str(json_t *o, const char *key, const char **out, const char *what, apt_error *err)
 {
+    *out = NULL; /* set on every path: callers test the return code, compilers cannot see apt_err's is non-zero */
     json_t *v = json_object_get(o, key);
     if (!v)
         return apt_err(err, APT_EPROTO, "%s: missing \"%s\"", what, key);

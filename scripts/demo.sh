@@ -15,7 +15,8 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 echo "== 1. aptomo simulate: an IC phantom, zone-plate probe (3 modes), 8 angles over +-17 deg (configs/demo.yaml)"
 $APTOMO simulate --config configs/demo.yaml -o "$OUT/scan.h5"
 
-echo "== 2. aptomod (configs/demo.yaml), log in $OUT/aptomod.log"
+echo "== 2. aptomod --check (every check the start makes), then aptomod (configs/demo.yaml), log in $OUT/aptomod.log"
+$APTOMOD --config configs/demo.yaml --set storage.dir="$OUT/live" --check | sed 's/^/   /'
 $APTOMOD --config configs/demo.yaml --set storage.dir="$OUT/live" > "$OUT/aptomod.log" 2>&1 &
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null || true' EXIT
@@ -43,8 +44,11 @@ $PY - <<'PYEOF'
 import json, zmq
 s = zmq.Context().socket(zmq.REQ); s.connect("tcp://127.0.0.1:19997")
 s.send(b'{"cmd":"status"}'); st = json.loads(s.recv())
-print("   status:", json.dumps({k: st[k] for k in ("state", "angles_done", "frames_received", "frames_dropped",
-                                                   "malformed", "dropped")}))
+print("   status:", json.dumps({k: st[k] for k in ("state", "angles_done", "n_star", "frames_received",
+                                                   "frames_dropped", "malformed", "dropped")}))
+s.send(b'{"cmd":"latest"}'); lat = json.loads(s.recv())  # what a dashboard started now is shown at once
+print("   latest (for a late dashboard):", ", ".join(f"{t} ({h['angles']} angles)" for t, h in lat["topics"].items()
+                                                     if "angles" in h), f"+ {len(lat['angles'])} angle rows")
 s.send(b'{"cmd":"shutdown"}'); print("   shutdown:", s.recv().decode())
 PYEOF
 wait $DAEMON

@@ -1,4 +1,4 @@
-"""nn_torch.py - independent PyTorch reference of shared/NETWORK.md (module names = state_dict names) and a
+"""nn_torch.py - independent PyTorch reference of docs/NETWORK.md (module names = state_dict names) and a
 pure-python safetensors reader/writer (JSON header + raw little-endian bytes; the safetensors package is not
 installed). Used by tests/test_nn_ref.py to cross-check `aptomo kernel nn-forward` / `nn-init`."""
 import json
@@ -47,7 +47,7 @@ class Block(nn.Module):
 
 
 class AxialAttention(nn.Module):
-    """Axial-DeepLab attention along one spatial axis (2 = Z, 3 = Y, 4 = X of NCDHW), exactly as NETWORK.md."""
+    """Axial-DeepLab attention along one spatial axis (2 = Z, 3 = Y, 4 = X of NCDHW), exactly as docs/NETWORK.md."""
 
     def __init__(self, planes, heads, K, dim):
         super().__init__()

@@ -356,7 +356,7 @@ static void test_demo(void)
             n_star_line = ln;
     if (df)
         fclose(df);
-    snprintf(want, sizeof want, "%s:%d", path, n_star_line);
+    snprintf(want, sizeof want, "%s:%d:3", path, n_star_line); /* line:column of the key itself */
     CHECK_MSG(!strcmp(apt_config_source(c, "tomo.n_star"), want), "source %s", apt_config_source(c, "tomo.n_star"));
     check_named_files(c, "demo.yaml");
     src_path(path, sizeof path, "configs/aptomod.yaml");
@@ -561,7 +561,7 @@ static void test_probe_union(void)
     CHECK(!strcmp(apt_config_str(c, "physics.probe", NULL), "probe.h5"));
     CHECK(apt_config_int(c, "physics.modes", NULL) == 4);
     char want[1100];
-    snprintf(want, sizeof want, "%s:2", path);
+    snprintf(want, sizeof want, "%s:2:3", path);
     CHECK(!strcmp(apt_config_source(c, "physics.probe"), want));
     apt_config_destroy(&c);
 
@@ -575,7 +575,7 @@ static void test_probe_union(void)
     CHECK(apt_config_float(c, "physics.probe.defocus_m", NULL) == -15e-6);
     CHECK(apt_config_is_set(c, "physics.probe") && apt_config_is_set(c, "physics.probe.defocus_m"));
     CHECK(!apt_config_is_set(c, "physics.probe.coherence"));
-    snprintf(want, sizeof want, "%s:2", path); /* the line of `probe:` */
+    snprintf(want, sizeof want, "%s:2:3", path); /* the line:column of `probe:` */
     CHECK_MSG(!strcmp(apt_config_source(c, "physics.probe"), want), "%s", apt_config_source(c, "physics.probe"));
     CHECK(apt_config_equal(c, def, "physics.probe.coherence"));
 

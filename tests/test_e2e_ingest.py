@@ -122,6 +122,10 @@ def main():
                            ["--protocol", "v1", "--compression", "lz4", "--positions", "metadata",
                             "--header-detail", "none", "--duplicate", "0.1", "--stale", "2", "--garbage", "3"],
                            daemon_sets=["metadata.endpoint=tcp://127.0.0.1:{meta}"])
+        # a one-frame decode queue and one decoder: the receiver waits for room (configs/aptomod.yaml,
+        # ingest.queue_frames), so a stream at full speed still loses nothing
+        failed += scenario("v2-bslz4-queue1-clean", scan16, 3, ["--protocol", "v2", "--compression", "bslz4"],
+                           daemon_sets=["ingest.queue_frames=1", "ingest.decode_threads=1"], clean=True)
         failed += scenario("v2-lz4-uint32-clean", scan32, 2, ["--protocol", "v2", "--compression", "lz4"],
                            clean=True, stop="term")
         failed += scenario("v1-none-uint32-sigint", scan32, 2, ["--protocol", "v1", "--compression", "none"],

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 
 import h5py
 import numpy as np
+import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e_util import APTOMO, SRC, Checker, Daemon, run_cli  # noqa: E402
@@ -26,6 +28,73 @@ def pcc(a, b):
     a = a.ravel() - a.mean()
     b = b.ravel() - b.mean()
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def run_pty(args, until, timeout=20):
+    """args on a pseudo-terminal until `until` (bytes) shows up or timeout, then Ctrl-C: (exit status, screen)."""
+    mfd, sfd = pty.openpty()
+    proc = subprocess.Popen(args, stdout=sfd, stderr=sfd)
+    os.close(sfd)
+    out, t0, t_int = b"", time.time(), None
+    while True:  # read until the dashboard has exited: the screen that carries `until` is then complete
+        if t_int is None and (until in out or time.time() - t0 > timeout):
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            t_int = time.time()
+        r, _, _ = select.select([mfd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(mfd, 1 << 16)
+            except OSError:  # EIO: the dashboard closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif t_int is not None and (proc.poll() is not None or time.time() - t_int > 10):
+            break
+    rc = proc.wait(10)
+    os.close(mfd)
+    return rc, out.decode(errors="replace")
+
+
+def late_dashboard(ck, d, n_angles, live):
+    """After the scan: what a dashboard started now sees. The control socket's {"cmd":"latest"} gives the last
+    message of every topic (the Approximant's payload too) and the angle list; `aptomo watch` shows them at once,
+    with angles N of N*. Before this, a late dashboard stayed empty until the next angle (none was coming)."""
+    lat = d.control({"cmd": "latest"})
+    ck.true("latest: ok", lat.get("ok") is True)
+    ck.eq("latest: every angle", len(lat.get("angles", [])), n_angles)
+    appr = lat.get("topics", {}).get("approximant", {})
+    ck.eq("latest: Approximant of every angle", appr.get("angles"), n_angles)
+    ck.eq("latest: Approximant payload size", appr.get("payload_bytes"), 32 * 48 * 48 * 4)
+    ck.true("latest: stop advice kept", lat.get("topics", {}).get("stop", {}).get("reason") == "n_star")
+    ck.eq("latest: status n_star", lat.get("status", {}).get("n_star"), 8)
+    s = d.ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(f"tcp://127.0.0.1:{d.ctl}")
+    s.send(json.dumps({"cmd": "latest", "topic": "approximant"}).encode())
+    parts = s.recv_multipart() if s.poll(10000) else []
+    ck.eq("latest approximant: header + payload", len(parts), 2)
+    if len(parts) == 2 and live is not None:
+        ck.eq("latest approximant header", json.loads(parts[0])["header"]["angles"], n_angles)
+        ck.true("latest approximant payload == the last one published", parts[1] == live.astype("<f4").tobytes())
+    s.send(json.dumps({"cmd": "latest", "topic": "nope"}).encode())
+    ck.true("latest of an unknown topic: refused", s.poll(10000) and json.loads(s.recv())["ok"] is False)
+    s.close()
+    rc, out = run_pty([APTOMO, "watch", f"tcp://127.0.0.1:{d.res}"], b"joined a running scan")
+    last = out.split("\x1b[2J")[-1]
+    ck.eq("late watch exits 0 on Ctrl-C", rc, 0)
+    ck.true("late watch: the Approximant at once",
+            re.search(rf"Approximant\s+{n_angles} angles \[32x48x48\]", last) is not None)
+    ck.true("late watch: angles N of N*", re.search(rf"angles {n_angles} of 8\s+N\* reached", last) is not None)
+    rows = re.findall(r"^\s+\d+\s+\d+\s+-?\d+\.\d+°", last, re.M)
+    ck.eq("late watch: the angle table", len(rows), n_angles)
+    ck.true("late watch: the stop advice", "stop_acquisition" in last)
+    if ck.failed:
+        print(last[-3000:])
+    ck.true("reset", d.control({"cmd": "reset"})["ok"])
+    lat = d.control({"cmd": "latest"})
+    ck.true("after reset: the old scan is forgotten", lat.get("topics") == {} and lat.get("angles") == [])
 
 
 def main():
@@ -122,8 +191,13 @@ def main():
                 re.search(rf"Approximant\s+{n_angles} angles \[32x48x48\]", last) is not None)
         ck.true("dashboard shows the FBP baseline", re.search(rf"baseline\s+{n_angles} angles .*fbp", last) is not None)
         ck.true("dashboard shows the stop advice", "stop_acquisition" in last)
+        whole = b"".join(screen).decode(errors="replace")
+        ck.true("dashboard showed angles N of N* with an ETA while angles arrived",
+                re.search(r"angles [2-7] of 8\s+eta \d+ s to N\* \(\d+\.\d s per angle\)", whole) is not None)
+        ck.true("dashboard: angles 8 of 8, N* reached", re.search(r"angles 8 of 8\s+N\* reached", last) is not None)
         if ck.failed or os.environ.get("APTOMO_SHOW_DASHBOARD"):
             print(last[-3000:])
+        late_dashboard(ck, d, n_angles, live)
         ck.eq("daemon exit", d.stop(), 0)
         if ck.failed:
             print(open(d.log_path, errors="replace").read()[-6000:])

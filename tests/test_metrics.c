@@ -1,4 +1,4 @@
-/* test_metrics.c - the metrics of DESIGN.md "Metrics" on cases computed by hand: identities on identical volumes,
+/* test_metrics.c - the metrics of docs/METRICS.md on cases computed by hand: identities on identical volumes,
  * MS-SSIM of constant volumes (only the luminance term survives) and of an inverted copy (clamped to 0), the
  * two-Gaussian EM on a synthetic bimodal sample (means, weights, equal weighted posteriors at the threshold),
  * DSC/BER with a known number of flipped voxels, FSC shells of plane waves (Hermitian weighting, non-cubic

@@ -1,5 +1,5 @@
-"""test_metrics_ref.py - `aptomo metrics` against an independent numpy implementation of every metric of DESIGN.md
-"Metrics" (docs/METRICS.md): PCC (np.corrcoef), 3-D MS-SSIM (whole-volume separable valid filtering, no ring
+"""test_metrics_ref.py - `aptomo metrics` against an independent numpy implementation of every metric of
+docs/METRICS.md: PCC (np.corrcoef), 3-D MS-SSIM (whole-volume separable valid filtering, no ring
 buffer), the two-Gaussian EM binarisation behind DSC/BER (on the same 65536-bin histogram, vectorised, two-pass
 variances; plus a check that the exact per-voxel EM lands on nearly the same threshold), and the FSC from the full
 complex np.fft.fftn (no Hermitian weighting), on IC-like volumes (layers of metal lines and vias) and noisy, blurred

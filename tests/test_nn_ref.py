@@ -1,7 +1,7 @@
 """test_nn_ref.py - the C network forward (`aptomo kernel nn-forward`) against the independent PyTorch reference of
-NETWORK.md (tests/nn_torch.py) on two small architectures with Z != Y != X and random non-trivial weights (BN affine
-and running stats random); weights written by `aptomo kernel nn-init` load into PyTorch with strict=True and agree;
-bad patch shapes and corrupted safetensors files exit 2 naming the tensor/field at fault."""
+docs/NETWORK.md (tests/nn_torch.py) on two small architectures with Z != Y != X and random non-trivial weights (BN
+affine and running stats random); weights written by `aptomo kernel nn-init` load into PyTorch with strict=True and
+agree; bad patch shapes and corrupted safetensors files exit 2 naming the tensor/field at fault."""
 import json
 import os
 import struct

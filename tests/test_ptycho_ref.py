@@ -1,5 +1,5 @@
 """test_ptycho_ref.py - `aptomo kernel ptycho-grad` against an independent PyTorch (complex128, autograd)
-implementation of the DESIGN.md multislice mixed-state model: random small cases (modes, slices, window sizes,
+implementation of the multislice mixed-state model of docs/PHYSICS.md: random small cases (modes, slices, window sizes,
 positions, masked pixels, complex64 and complex128 inputs) must agree in loss and object gradient; bad inputs must
 exit 2 naming the dataset or attribute at fault."""
 import os
@@ -23,7 +23,7 @@ def check(cond, msg):
 
 
 def torch_model(probe, obj, pos, meas, lam, dx, dz):
-    """Loss of DESIGN.md 'Physics conventions'; obj is a leaf tensor with requires_grad."""
+    """Loss of docs/PHYSICS.md 'The contract'; obj is a leaf tensor with requires_grad."""
     M, H, W = probe.shape
     L = obj.shape[0]
     qy = torch.fft.fftfreq(H, dx, dtype=torch.float64)[:, None]

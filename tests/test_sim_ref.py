@@ -1,5 +1,5 @@
 """test_sim_ref.py - `aptomo simulate` checked from outside with h5py and numpy: the scan file's layout against
-DESIGN.md "Files" (paths, dtypes, shapes, complex {r, i}, one bitshuffle chunk per frame), an independent far-field
+docs/FILES.md (paths, dtypes, shapes, complex {r, i}, one bitshuffle chunk per frame), an independent far-field
 check (a vacuum phantom: the mean frame must be sum_m |fftshift(fft2(P_m))|^2 of the stored probe, within Poisson
 noise), --phantom resampling, and exit status 2 with the key/file named on bad input."""
 import os

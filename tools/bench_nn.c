@@ -1,5 +1,5 @@
 /* bench_nn.c - `aptomo bench nn`: eval-mode forward throughput (output voxels/s) of the network on one patch, for
- * the demo arch and the full-size arch of shared/NETWORK.md, next to PyTorch CPU running the same weights on the
+ * the demo arch and the full-size arch of docs/NETWORK.md, next to PyTorch CPU running the same weights on the
  * same input in the same run (tests/nn_torch.py, the test suite's reference implementation, through Debian's
  * python3). Random weights (`kernel nn-init`): speed does not depend on their values. */
 #include <math.h>
@@ -75,7 +75,7 @@ static int bench_arch(const char *name, const char *arch, int reps, const char *
     apt_error err = {0};
     int p[3], sc[3];
     if (apt_nn_load(w, 0, &m, &err) || apt_nn_patch_shape(m, p, sc, &err)) {
-        fprintf(stderr, "bench nn: %s\n", err.msg);
+        fprintf(stderr, "aptomo bench nn: %s\n", err.msg);
         apt_nn_destroy(&m);
         return CLI_FAIL;
     }
@@ -94,7 +94,7 @@ static int bench_arch(const char *name, const char *arch, int reps, const char *
         best = t < best ? t : best;
     }
     if (rc) {
-        fprintf(stderr, "bench nn: %s\n", err.msg);
+        fprintf(stderr, "aptomo bench nn: %s\n", err.msg);
     } else {
         double ts = torch_seconds(arch_path, w, in, p, reps);
         printf("{\"bench\":\"nn\",\"arch\":\"%s\",\"backend\":\"%s\",\"patch\":[%d,%d,%d],\"output_voxels\":%zu,"
@@ -113,19 +113,34 @@ static int bench_arch(const char *name, const char *arch, int reps, const char *
     return rc ? CLI_FAIL : CLI_OK;
 }
 
+static const char HELP[] =
+    "usage: aptomo bench nn [--reps R] [--no-full]\n"
+    "Eval-mode forward throughput (output voxels/s) of the network on one patch, for the demo arch and the\n"
+    "full-size arch of docs/NETWORK.md, next to PyTorch CPU on the same random weights and input in the same run.\n"
+    "  --reps R    repetitions, the best one counts (>= 1, default 3; the full arch runs once)\n"
+    "  --no-full   the demo arch only\n";
+
 int bench_nn(int argc, char **argv)
 {
+    static const struct option opts[] = {{"reps", required_argument, NULL, 'r'},
+                                         {"no-full", no_argument, NULL, 'n'}, {0}};
     uint64_t reps = 3;
     int full = 1;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &reps) && reps > 0)
-            i++;
-        else if (!strcmp(argv[i], "--no-full"))
+    cli_parser p;
+    int c = 0, bad = 0;
+    cli_init(&p, "bench nn", HELP, NULL, opts, argc, argv);
+    while (!bad && (c = cli_next(&p)) > 0) {
+        if (c == 'n')
             full = 0;
-        else {
-            fprintf(stderr, "usage: aptomo bench nn [--reps R] [--no-full]\n");
-            return CLI_USAGE;
-        }
+        else
+            bad = cli_uint(&p, 1, 1000, &reps);
+    }
+    if (bad)
+        return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 0, 0, ""))
+        return CLI_USAGE;
     char dir[] = "/tmp/aptomo-bench-nn-XXXXXX";
     if (!mkdtemp(dir))
         return CLI_FAIL;

@@ -115,31 +115,46 @@ static double time_ffts(const apt_ptycho_geom *g, double min_s, apt_error *err)
     return t / (double)done;
 }
 
+static const char HELP[] =
+    "usage: aptomo bench ptycho [--size N] [--modes M] [--slices L] [--positions J] [--threads T] [--seconds S]\n"
+    "Diffraction patterns per second of the multislice model (forward + gradient) on 1 thread and on T, and the\n"
+    "same FFTs alone (fft_bound_fraction = FFT-only time / full time).\n"
+    "  --size N       probe window N x N, 8..1024 (default 128)\n"
+    "  --modes M      probe modes, 1..64 (default 12)\n"
+    "  --slices L     object slices, 1..64 (default 5)\n"
+    "  --positions J  scan positions per call, 1..4096 (default 16)\n"
+    "  --threads T    threads, 0 = all cores (default 0)\n"
+    "  --seconds S    time per measurement, 0 < S <= 600 (default 3)\n";
+
 int bench_ptycho(int argc, char **argv)
 {
+    enum { O_SIZE = 256, O_MODES, O_SLICES, O_POSITIONS, O_THREADS, O_SECONDS };
+    static const struct option opts[] = {
+        {"size", required_argument, NULL, O_SIZE},           {"modes", required_argument, NULL, O_MODES},
+        {"slices", required_argument, NULL, O_SLICES},       {"positions", required_argument, NULL, O_POSITIONS},
+        {"threads", required_argument, NULL, O_THREADS},     {"seconds", required_argument, NULL, O_SECONDS},
+        {0}};
     uint64_t n = 128, M = 12, L = 5, J = 16, threads = 0;
     double seconds = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(argv[i], "--size") && !cli_parse_u64(v, &n) && n >= 8 && n <= 1024)
-            i++;
-        else if (!strcmp(argv[i], "--modes") && !cli_parse_u64(v, &M) && M >= 1 && M <= 64)
-            i++;
-        else if (!strcmp(argv[i], "--slices") && !cli_parse_u64(v, &L) && L >= 1 && L <= 64)
-            i++;
-        else if (!strcmp(argv[i], "--positions") && !cli_parse_u64(v, &J) && J >= 1 && J <= 4096)
-            i++;
-        else if (!strcmp(argv[i], "--threads") && !cli_parse_u64(v, &threads) && threads <= 64)
-            i++;
-        else if (!strcmp(argv[i], "--seconds") && !cli_parse_double(v, &seconds) && seconds > 0 && seconds <= 600)
-            i++;
-        else {
-            fprintf(stderr, "usage: aptomo bench ptycho [--size N (128)] [--modes M (12)] [--slices L (5)]\n"
-                            "                           [--positions J (16)] [--threads T (0 = all cores)]\n"
-                            "                           [--seconds S (3) per measurement]\n");
-            return strcmp(argv[i], "-h") && strcmp(argv[i], "--help") ? CLI_USAGE : CLI_OK;
+    cli_parser p;
+    int oc = 0, bad = 0;
+    cli_init(&p, "bench ptycho", HELP, NULL, opts, argc, argv);
+    while (!bad && (oc = cli_next(&p)) > 0) {
+        switch (oc) {
+        case O_SIZE: bad = cli_uint(&p, 8, 1024, &n); break;
+        case O_MODES: bad = cli_uint(&p, 1, 64, &M); break;
+        case O_SLICES: bad = cli_uint(&p, 1, 64, &L); break;
+        case O_POSITIONS: bad = cli_uint(&p, 1, 4096, &J); break;
+        case O_THREADS: bad = cli_uint(&p, 0, 64, &threads); break;
+        case O_SECONDS: bad = cli_real(&p, 0, 600, CLI_OPEN_LO, &seconds); break;
         }
     }
+    if (bad)
+        return CLI_USAGE;
+    if (oc == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 0, 0, ""))
+        return CLI_USAGE;
     bench_case c = {0};
     if (case_new(&c, (int)n, (int)M, (int)L, (size_t)J)) {
         case_free(&c);

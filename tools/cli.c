@@ -1,18 +1,20 @@
-/* cli.c - shared helpers of the aptomo subcommands: whole-file I/O with a bound, strict number parsing, and a
- * progress bar that only draws on a terminal so scripts and logs stay clean. */
+/* cli.c - shared helpers of the aptomo subcommands: whole-file I/O with a bound, outputs checked before the work,
+ * strict number parsing, and a progress bar with ETA that only draws on a terminal so scripts and logs stay clean.
+ * Option parsing is in cli_opt.c. */
 #include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 uint8_t *cli_read_file(const char *path, size_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        cli_error("%s: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 65536, n = 0;
@@ -20,7 +22,7 @@ uint8_t *cli_read_file(const char *path, size_t max, size_t *len)
     while (buf) {
         if (n == cap) {
             if (cap >= max) {
-                fprintf(stderr, "%s: larger than %zu bytes\n", path, max);
+                cli_error("%s: larger than %zu bytes", path, max);
                 free(buf);
                 buf = NULL;
                 break;
@@ -47,6 +49,13 @@ uint8_t *cli_read_file(const char *path, size_t max, size_t *len)
 
 int cli_check_writable(const char *path)
 {
+    struct stat st;
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) { /* the probe beside it would succeed, the write would not */
+        errno = EISDIR;
+        return -1;
+    }
+    if (!stat(path, &st) && !S_ISREG(st.st_mode)) /* /dev/stdout, a FIFO: written in place, not staged */
+        return access(path, W_OK);
     char part[4096];
     if (snprintf(part, sizeof part, "%s.probe-%ld", path, (long)getpid()) >= (int)sizeof part) {
         errno = ENAMETOOLONG;
@@ -60,11 +69,23 @@ int cli_check_writable(const char *path)
     return 0;
 }
 
+int cli_check_output(const char *opt, const char *path)
+{
+    if (!path || !cli_check_writable(path))
+        return 0;
+    cli_error("%s %s: cannot write there: %s", opt, path, strerror(errno));
+    return CLI_FAIL;
+}
+
 int cli_write_file(const char *path, const void *data, size_t len)
 {
+    errno = 0;
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+    int ok = f && fwrite(data, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok) {
+        cli_error("%s: %s", path, errno ? strerror(errno) : "short write");
         return -1;
     }
     return 0;
@@ -98,33 +119,67 @@ void cli_progress_start(cli_progress *p, const char *label, uint64_t total)
 {
     p->label = label;
     p->total = total;
+    p->done = 0;
     p->t0 = apt_now();
     p->last = 0;
+    p->drawn = 0;
     p->tty = isatty(STDERR_FILENO);
+}
+
+static void fmt_secs(char *dst, size_t cap, double s)
+{
+    if (s >= 3600)
+        snprintf(dst, cap, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else if (s >= 60)
+        snprintf(dst, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(dst, cap, "%.0fs", s);
+}
+
+static void draw(cli_progress *p, double t)
+{
+    uint64_t done = p->done < p->total ? p->done : p->total;
+    int width = 30, fill = p->total ? (int)((double)width * (double)done / (double)p->total) : 0;
+    double el = t - p->t0;
+    char els[32], eta[32];
+    fmt_secs(els, sizeof els, el);
+    if (done)
+        fmt_secs(eta, sizeof eta, el * (double)(p->total - done) / (double)done);
+    else
+        snprintf(eta, sizeof eta, "?");
+    fprintf(stderr, "\r%-12s [%.*s%*s] %llu/%llu  %s  eta %s\033[K", p->label, fill,
+            "==============================", width - fill, "", (unsigned long long)done,
+            (unsigned long long)p->total, els, eta);
+    fflush(stderr);
+    p->drawn = 1;
+    p->last = t;
 }
 
 void cli_progress_update(cli_progress *p, uint64_t done)
 {
+    p->done = done;
     if (!p->tty)
         return;
     double t = apt_now();
-    if (t - p->last < 0.1 && done < p->total)
+    if (p->drawn && t - p->last < 0.1 && done < p->total)
         return;
-    p->last = t;
-    int width = 30, fill = p->total ? (int)((double)width * (double)done / (double)p->total) : 0;
-    if (fill > width)
-        fill = width;
-    double el = t - p->t0, eta = done ? el * (double)(p->total - done) / (double)done : 0;
-    fprintf(stderr, "\r%-12s [%.*s%*s] %llu/%llu  %.1fs  eta %.0fs ", p->label, fill,
-            "==============================", width - fill, "", (unsigned long long)done,
-            (unsigned long long)p->total, el, eta);
-    fflush(stderr);
+    draw(p, t);
+}
+
+void cli_progress_clear(cli_progress *p)
+{
+    if (p->tty && p->drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        p->drawn = 0;
+    }
 }
 
 void cli_progress_end(cli_progress *p)
 {
     if (p->tty) {
-        cli_progress_update(p, p->total);
+        draw(p, apt_now());
         fputc('\n', stderr);
+        p->tty = 0; /* ended: later updates and ends draw nothing */
     }
 }

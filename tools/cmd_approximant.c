@@ -4,7 +4,6 @@
  * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file.
  * --projections also keeps each angle's integrated phase (apt_angle_projs, as `aptomo tomo` makes them), so the
  * one expensive ptychography pass feeds the classical baselines too. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,75 +25,76 @@ typedef struct approx_opts {
     size_t n_angles;
 } approx_opts;
 
+static const char HELP[] =
+    "usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set key=VALUE]...\n"
+    "                          [--angles I,J,...] [--png PREVIEW.png] [--projections P.h5]\n"
+    "Per angle: multislice ptychography (physics.slices, physics.modes, physics.iterations) and the\n"
+    "running Approximant on the sample grid (the scan's ground-truth grid, else tomo.grid). One JSON\n"
+    "line per angle on stdout; PCC vs ground truth when the scan carries it; a progress bar with ETA on\n"
+    "stderr when it is a terminal. Every output is checked writable before the first angle.\n"
+    "  -o OUT.h5            result file (Data Exchange, docs/FILES.md), required\n"
+    "  --config FILE        aptomod configuration (physics.*, tomo.*); default the built-in defaults\n"
+    "  --set key=VALUE      override a configuration key, repeatable\n"
+    "  --angles I,J,...     angle indices to use, in this order (default all)\n"
+    "  --png PREVIEW.png    central slices of the result (and the ground truth)\n"
+    "  --projections P.h5   also write the angles' integrated-phase projections (Data Exchange [n,Y,U],\n"
+    "                       theta in processing order, volume_shape) from the same reconstructions, the\n"
+    "                       input of `aptomo tomo {fbp,sirt,sart,tv} P.h5` (docs/TOMO.md).\n";
+
+/* CLI_OK, or the exit status to return (-1: help printed, exit 0). */
 static int parse(int argc, char **argv, approx_opts *o)
 {
+    enum { O_CONFIG = 256, O_PNG, O_PROJ, O_SET, O_ANGLES };
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},      {"config", required_argument, NULL, O_CONFIG},
+        {"png", required_argument, NULL, O_PNG},       {"projections", required_argument, NULL, O_PROJ},
+        {"set", required_argument, NULL, O_SET},       {"angles", required_argument, NULL, O_ANGLES},
+        {0}};
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set key=VALUE]...\n"
-                   "                          [--angles I,J,...] [--png PREVIEW.png] [--projections P.h5]\n"
-                   "Per angle: multislice ptychography (physics.slices, physics.modes, physics.iterations) and the\n"
-                   "running Approximant on the sample grid (the scan's ground-truth grid, else tomo.grid). One JSON\n"
-                   "line per angle; PCC vs ground truth when the scan carries it.\n"
-                   "--projections: also write the angles' integrated-phase projections (Data Exchange [n,Y,U],\n"
-                   "theta in processing order, volume_shape) from the same reconstructions, the input of\n"
-                   "`aptomo tomo {fbp,sirt,sart,tv} P.h5` (docs/TOMO.md).\n");
-            exit(0);
-        } else if (a[0] != '-') {
-            if (o->scan)
-                return -1;
-            o->scan = a;
-        } else if (!v) {
-            return -1;
-        } else if (!strcmp(a, "-o")) {
-            o->out = v, i++;
-        } else if (!strcmp(a, "--config")) {
-            o->config = v, i++;
-        } else if (!strcmp(a, "--png")) {
-            o->png = v, i++;
-        } else if (!strcmp(a, "--projections")) {
-            o->proj = v, i++;
-        } else if (!strcmp(a, "--set") && o->n_sets < 64) {
-            o->sets[o->n_sets++] = v, i++;
-        } else if (!strcmp(a, "--angles")) {
-            size_t n = 1;
-            for (const char *p = v; *p; p++)
-                n += *p == ',';
-            free(o->angles);
-            o->angles = calloc(n, sizeof *o->angles);
-            o->n_angles = 0;
-            char *copy = strdup(v), *save = NULL;
-            if (!o->angles || !copy) {
-                free(copy);
-                return -1;
-            }
-            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                uint64_t u;
-                if (cli_parse_u64(t, &u) || u > 0xFFFFFFFFu) {
-                    free(copy);
-                    return -1;
-                }
-                o->angles[o->n_angles++] = (uint32_t)u;
-            }
-            free(copy);
-            i++;
-        } else {
-            return -1;
+    cli_parser p;
+    int c = 0, bad = 0;
+    cli_init(&p, "approximant", HELP, "o:", opts, argc, argv);
+    while (!bad && (c = cli_next(&p)) > 0) {
+        switch (c) {
+        case 'o': o->out = p.arg; break;
+        case O_CONFIG: o->config = p.arg; break;
+        case O_PNG: o->png = p.arg; break;
+        case O_PROJ: o->proj = p.arg; break;
+        case O_SET:
+            if (o->n_sets == 64)
+                return cli_fail(&p, "at most 64 --set");
+            o->sets[o->n_sets++] = p.arg;
+            break;
+        case O_ANGLES: bad = cli_index_list(&p, &o->angles, &o->n_angles); break;
         }
     }
-    return o->scan && o->out ? 0 : -1;
+    if (bad)
+        return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status == CLI_OK ? -1 : p.status;
+    if (cli_args(&p, 1, 1, "SCAN.h5"))
+        return CLI_USAGE;
+    o->scan = p.args[0];
+    if (!o->out)
+        return cli_fail(&p, "-o OUT.h5 is required");
+    return CLI_OK;
 }
 
 int cmd_approximant(int argc, char **argv)
 {
     approx_opts o;
-    if (parse(argc, argv, &o)) {
-        fprintf(stderr, "approximant: usage: aptomo approximant SCAN.h5 -o OUT.h5 [--config FILE] [--set k=v] "
-                        "[--angles I,J] [--png P.png] [--projections P.h5]\n");
+    int prc = parse(argc, argv, &o);
+    if (prc) {
         free(o.angles);
-        return CLI_USAGE;
+        return prc < 0 ? CLI_OK : prc;
     }
+    /* outputs first: hours of ptychography must not end in "cannot write" */
+    const char *outs[3][2] = {{"-o", o.out}, {"--projections", o.proj}, {"--png", o.png}};
+    for (int f = 0; f < 3; f++)
+        if ((prc = cli_check_output(outs[f][0], outs[f][1]))) {
+            free(o.angles);
+            return prc;
+        }
     apt_error err = {0};
     apt_config *cfg = NULL;
     apt_scanfile *sf = NULL;
@@ -105,28 +105,28 @@ int cmd_approximant(int argc, char **argv)
     double *theta = NULL;
     int rc = CLI_USAGE;
     if (apt_config_load(o.config, &cfg, &err)) {
-        fprintf(stderr, "approximant: %s\n", err.msg);
+        fprintf(stderr, "aptomo approximant: %s\n", err.msg);
         goto out;
     }
     for (int i = 0; i < o.n_sets; i++)
         if (apt_config_set(cfg, o.sets[i], &err)) {
-            fprintf(stderr, "approximant: %s\n", err.msg);
+            fprintf(stderr, "aptomo approximant: %s\n", err.msg);
             goto out;
         }
     if (apt_scanfile_open(o.scan, &sf, &err)) {
-        fprintf(stderr, "approximant: %s\n", err.msg);
+        fprintf(stderr, "aptomo approximant: %s\n", err.msg);
         goto out;
     }
     const apt_scan_header *h = apt_scanfile_header(sf);
     apt_angle_cfg ac;
     if ((rc = apt_angle_cfg_from_scan(sf, cfg, &ac, &probe, &truth, &err))) {
-        fprintf(stderr, "approximant: %s\n", err.msg);
+        fprintf(stderr, "aptomo approximant: %s\n", err.msg);
         rc = rc == APT_ENOMEM || rc == APT_EIO ? CLI_FAIL : CLI_USAGE;
         goto out;
     }
     rc = CLI_USAGE;
     if (apt_angle_ctx_new(&ac, probe, &ctx, &err) || apt_approx_new(&ac.grid, &ap, &err)) {
-        fprintf(stderr, "approximant: %s\n", err.msg);
+        fprintf(stderr, "aptomo approximant: %s\n", err.msg);
         goto out;
     }
     if (!o.n_angles) {
@@ -138,36 +138,33 @@ int cmd_approximant(int argc, char **argv)
     vol = malloc(nvox * sizeof *vol);
     theta = malloc((o.n_angles ? o.n_angles : 1) * sizeof *theta);
     if (!vol || !theta) {
-        fprintf(stderr, "approximant: out of memory\n");
+        fprintf(stderr, "aptomo approximant: out of memory\n");
         rc = CLI_FAIL;
         goto out;
     }
     for (size_t i = 0; i < o.n_angles; i++) { /* every index first: the projections' width needs all angles */
         if (o.angles[i] >= h->n_angles) {
-            fprintf(stderr, "approximant: --angles: no angle %u in %s\n", o.angles[i], o.scan);
+            fprintf(stderr, "aptomo approximant: --angles: no angle %u in %s\n", o.angles[i], o.scan);
             goto out;
         }
         theta[i] = h->angles_deg[o.angles[i]];
     }
     if (o.proj && apt_angle_projs_init(&ps, &ac.grid, 0, 0, theta, (int)o.n_angles, &err)) {
-        fprintf(stderr, "approximant: --projections %s: %s\n", o.proj, err.msg);
+        fprintf(stderr, "aptomo approximant: --projections %s: %s\n", o.proj, err.msg);
         rc = err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
         goto out;
     }
-    const char *outs[2] = {o.out, o.proj};
-    for (int f = 0; f < 2; f++)
-        if (outs[f] && cli_check_writable(outs[f])) { /* before the ptychography, not after it */
-            fprintf(stderr, "approximant: %s: cannot write: %s\n", outs[f], strerror(errno));
-            rc = CLI_FAIL;
-            goto out;
-        }
     rc = CLI_OK;
     double pcc = NAN;
+    cli_progress bar;
+    cli_progress_start(&bar, "approximant", o.n_angles);
+    cli_progress_update(&bar, 0);
     for (size_t i = 0; i < o.n_angles && rc == CLI_OK; i++) {
         uint32_t idx = o.angles[i], J = 0;
         apt_angle_result res;
         if (apt_angle_reconstruct_scan(ctx, sf, idx, ac.crop, &res, &J, &err)) {
-            fprintf(stderr, "approximant: angle %u: %s\n", idx, err.msg);
+            cli_progress_clear(&bar);
+            fprintf(stderr, "aptomo approximant: angle %u: %s\n", idx, err.msg);
             rc = CLI_FAIL;
             break;
         }
@@ -176,6 +173,7 @@ int cmd_approximant(int argc, char **argv)
             arc = apt_angle_projs_add(&ps, &res, 2 * M_PI / apt_angle_wavelength(ctx), &err);
         if (!arc && truth && !apt_approx_get(ap, vol, &err))
             pcc = apt_metric_pcc(vol, truth, nvox, NULL);
+        cli_progress_clear(&bar); /* the JSON line must not land inside the bar on a shared terminal */
         printf("{\"angle\":%u,\"angle_deg\":%.4f,\"frames_used\":%zu,\"frames_outside\":%zu,\"loss\":[", idx,
                h->angles_deg[idx], res.frames_used, res.frames_outside);
         for (int k = 0; k < res.n_loss; k++)
@@ -186,21 +184,25 @@ int cmd_approximant(int argc, char **argv)
         fflush(stdout);
         apt_angle_result_free(&res);
         if (arc) {
-            fprintf(stderr, "approximant: %s\n", err.msg);
+            fprintf(stderr, "aptomo approximant: %s\n", err.msg);
             rc = CLI_FAIL;
+        } else {
+            cli_progress_update(&bar, i + 1);
         }
     }
+    if (rc == CLI_OK)
+        cli_progress_end(&bar);
     if (rc == CLI_OK && !apt_approx_get(ap, vol, &err)) {
         apt_volume v = {ac.grid.Z, ac.grid.Y, ac.grid.X, {ac.grid.vz, ac.grid.vy, ac.grid.vx}, vol};
         const char *names[] = {"pcc_vs_truth"};
         char *yaml = apt_config_dump_yaml(cfg);
         apt_result res = {NULL, &v, theta, o.n_angles, yaml, names, &pcc, truth ? 1 : 0};
         if (apt_result_write(o.out, &res, &err)) {
-            fprintf(stderr, "approximant: %s\n", err.msg);
+            fprintf(stderr, "aptomo approximant: %s\n", err.msg);
             rc = CLI_FAIL;
         }
         if (rc == CLI_OK && o.proj && apt_angle_projs_write(&ps, o.proj, yaml, &err)) {
-            fprintf(stderr, "approximant: --projections: %s\n", err.msg);
+            fprintf(stderr, "aptomo approximant: --projections: %s\n", err.msg);
             rc = CLI_FAIL;
         }
         free(yaml);
@@ -211,7 +213,7 @@ int cmd_approximant(int argc, char **argv)
             char title[128];
             snprintf(title, sizeof title, "aptomo Approximant, %zu angles, PCC %.3f", o.n_angles, pcc);
             if (apt_preview_write(o.png, vols, labels, truth ? 2 : 1, title, &err)) {
-                fprintf(stderr, "approximant: %s\n", err.msg);
+                fprintf(stderr, "aptomo approximant: %s\n", err.msg);
                 rc = CLI_FAIL;
             }
         }

@@ -177,7 +177,7 @@ static int bench_end_to_end(bench_frames *fr, uint64_t frames, uint64_t n_series
     int hwm = 1000000;
     zmq_setsockopt(push, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if (zmq_bind(push, "tcp://127.0.0.1:*") != 0) {
-        fprintf(stderr, "bench: bind: %s\n", zmq_strerror(zmq_errno()));
+        fprintf(stderr, "aptomo bench ingest: bind: %s\n", zmq_strerror(zmq_errno()));
         return CLI_FAIL;
     }
     char ep[256];
@@ -197,7 +197,7 @@ static int bench_end_to_end(bench_frames *fr, uint64_t frames, uint64_t n_series
     aptd *d = NULL;
     apt_error err = {0};
     if (aptd_start(&s, &d, &err)) {
-        fprintf(stderr, "bench: daemon: %s\n", err.msg);
+        fprintf(stderr, "aptomo bench ingest: daemon: %s\n", err.msg);
         return CLI_FAIL;
     }
     usleep(200000); /* let the PULL connect */
@@ -228,7 +228,7 @@ static int bench_end_to_end(bench_frames *fr, uint64_t frames, uint64_t n_series
     zmq_close(push);
     zmq_ctx_term(ctx);
     if (a.rc) {
-        fprintf(stderr, "bench: sender failed\n");
+        fprintf(stderr, "aptomo bench ingest: sender failed\n");
         return CLI_FAIL;
     }
     double secs = t_done - a.t_start;
@@ -245,39 +245,55 @@ static int bench_end_to_end(bench_frames *fr, uint64_t frames, uint64_t n_series
     return CLI_OK;
 }
 
+static const char INGEST_HELP[] =
+    "usage: aptomo bench ingest [--frames N] [--width W] [--height H] [--crop C] [--series K] [--threads T]\n"
+    "                           [--reps R] [--spool DIR]\n"
+    "Decode and end-to-end ingest speed on Eiger-like bslz4 frames, one JSON line per measurement, each with a\n"
+    "reference measured in the same run (memcpy; the bitshuffle library when python3-bitshuffle is there).\n"
+    "  --frames N     frames through the daemon end to end (default 20000)\n"
+    "  --width W      frame width, 16..8192 (default 1030)\n"
+    "  --height H     frame height, 16..8192 (default 514)\n"
+    "  --crop C       crop side the daemon decodes (>= 8, default 128)\n"
+    "  --series K     series the frames are split into (default 4)\n"
+    "  --threads T    decode threads, 0 = one per core (default 0)\n"
+    "  --reps R       decode repetitions per single-core measurement (default 400)\n"
+    "  --spool DIR    also measure with the HDF5 spool on, into DIR\n";
+
 static int bench_ingest(int argc, char **argv)
 {
+    enum { O_FRAMES = 256, O_WIDTH, O_HEIGHT, O_CROP, O_THREADS, O_SERIES, O_REPS, O_SPOOL };
+    static const struct option opts[] = {
+        {"frames", required_argument, NULL, O_FRAMES},   {"width", required_argument, NULL, O_WIDTH},
+        {"height", required_argument, NULL, O_HEIGHT},   {"crop", required_argument, NULL, O_CROP},
+        {"threads", required_argument, NULL, O_THREADS}, {"series", required_argument, NULL, O_SERIES},
+        {"reps", required_argument, NULL, O_REPS},       {"spool", required_argument, NULL, O_SPOOL},
+        {0}};
     uint64_t frames = 20000, n_series = 4, w = 1030, h = 514, crop = 128, threads = 0, reps = 400;
     const char *spool_dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(argv[i], "--frames") && !cli_parse_u64(v, &frames) && frames > 0)
-            i++;
-        else if (!strcmp(argv[i], "--width") && !cli_parse_u64(v, &w) && w >= 16 && w <= 8192)
-            i++;
-        else if (!strcmp(argv[i], "--height") && !cli_parse_u64(v, &h) && h >= 16 && h <= 8192)
-            i++;
-        else if (!strcmp(argv[i], "--crop") && !cli_parse_u64(v, &crop) && crop >= 8)
-            i++;
-        else if (!strcmp(argv[i], "--threads") && !cli_parse_u64(v, &threads) && threads <= 256)
-            i++;
-        else if (!strcmp(argv[i], "--series") && !cli_parse_u64(v, &n_series) && n_series > 0)
-            i++;
-        else if (!strcmp(argv[i], "--reps") && !cli_parse_u64(v, &reps) && reps > 0)
-            i++;
-        else if (!strcmp(argv[i], "--spool") && *v) {
-            spool_dir = v;
-            i++;
-        } else {
-            fprintf(stderr, "usage: aptomo bench ingest [--frames N] [--width W] [--height H] [--crop C]\n"
-                            "                           [--series K] [--threads T] [--reps R] [--spool DIR]\n");
-            return CLI_USAGE;
+    cli_parser p;
+    int oc = 0, bad = 0;
+    cli_init(&p, "bench ingest", INGEST_HELP, NULL, opts, argc, argv);
+    while (!bad && (oc = cli_next(&p)) > 0) {
+        switch (oc) {
+        case O_FRAMES: bad = cli_uint(&p, 1, 1u << 30, &frames); break;
+        case O_WIDTH: bad = cli_uint(&p, 16, 8192, &w); break;
+        case O_HEIGHT: bad = cli_uint(&p, 16, 8192, &h); break;
+        case O_CROP: bad = cli_uint(&p, 8, 8192, &crop); break;
+        case O_THREADS: bad = cli_uint(&p, 0, 256, &threads); break;
+        case O_SERIES: bad = cli_uint(&p, 1, 1u << 20, &n_series); break;
+        case O_REPS: bad = cli_uint(&p, 1, 1u << 30, &reps); break;
+        case O_SPOOL: spool_dir = p.arg; break;
         }
     }
-    if (crop > w || crop > h) {
-        fprintf(stderr, "bench: crop %llu larger than the frame\n", (unsigned long long)crop);
+    if (bad)
         return CLI_USAGE;
-    }
+    if (oc == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 0, 0, ""))
+        return CLI_USAGE;
+    if (crop > w || crop > h)
+        return cli_fail(&p, "--crop %llu is larger than the %llux%llu frame", (unsigned long long)crop,
+                        (unsigned long long)w, (unsigned long long)h);
     bench_frames fr = {(uint32_t)w, (uint32_t)h, {0}, {{0}}};
     size_t npx = (size_t)w * h, raw_bytes = npx * 2;
     apt_error err = {0};
@@ -285,12 +301,12 @@ static int bench_ingest(int argc, char **argv)
         fr.raw[i] = malloc(raw_bytes);
         size_t cap = apt_bslz4_bound(npx, 2), len = 0;
         if (!fr.raw[i] || apt_bytes_reserve(&fr.blob[i], cap, &err)) {
-            fprintf(stderr, "bench: out of memory\n");
+            fprintf(stderr, "aptomo bench ingest: out of memory\n");
             return CLI_FAIL;
         }
         make_frame(fr.raw[i], fr.w, fr.h, (uint64_t)i + 1);
         if (apt_bslz4_encode(fr.raw[i], npx, 2, fr.blob[i].data, cap, &len, &err)) {
-            fprintf(stderr, "bench: encode: %s\n", err.msg);
+            fprintf(stderr, "aptomo bench ingest: encode: %s\n", err.msg);
             return CLI_FAIL;
         }
         fr.blob[i].len = len;
@@ -348,16 +364,18 @@ static int bench_ingest(int argc, char **argv)
     return rc;
 }
 
+static const char HELP[] =
+    "usage: aptomo bench ingest|ptycho|tomo|nn [options]\n"
+    "Benchmarks, one JSON line per measurement, each next to a reference measured in the same run:\n"
+    "  ingest   decode and end-to-end ingest speed (bslz4 Eiger frames through the daemon's pipeline)\n"
+    "  ptycho   multislice forward + gradient patterns/s vs the same FFTs alone\n"
+    "  tomo     FBP and SART vs scikit-image's iradon / iradon_sart\n"
+    "  nn       network forward voxels/s vs PyTorch on the same weights\n"
+    "aptomo help bench SUB: the options of each.\n";
+
 int cmd_bench(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "ingest"))
-        return bench_ingest(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "ptycho"))
-        return bench_ptycho(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "tomo"))
-        return bench_tomo(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "nn"))
-        return bench_nn(argc - 1, argv + 1);
-    fprintf(stderr, "usage: aptomo bench ingest|ptycho|tomo|nn [options]   (one JSON line per measurement)\n");
-    return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? CLI_OK : CLI_USAGE;
+    static const cli_sub subs[] = {{"ingest", bench_ingest}, {"ptycho", bench_ptycho}, {"tomo", bench_tomo},
+                                   {"nn", bench_nn}, {NULL, NULL}};
+    return cli_dispatch("bench", HELP, subs, argc, argv);
 }

@@ -24,111 +24,84 @@ typedef struct codec_out {
     size_t len;
 } codec_out;
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: aptomo codec encode|decode --codec bslz4|h5lz4|lz4|bitshuffle|bitunshuffle --elem-size N\n"
-            "                    [--count N] [--first K --range-count N] [--width W --crop X0,Y0,W,H]\n"
-            "                    [--block-bytes N] [--isa scalar|sse2|avx2] IN OUT\n"
-            "  IN/OUT: raw little-endian elements on the plain side, the encoded blob on the other.\n"
-            "  bslz4: bitshuffle+LZ4 in HDF5-filter 32008 framing; decode --first/--range-count or --width/--crop\n"
-            "         decodes only that element range / window (only the blocks it needs).\n"
-            "  h5lz4: HDF5 LZ4 filter 32004 framing (--block-bytes, default one block).\n"
-            "  lz4: one bare LZ4 block; decode needs --count (elements).\n"
-            "  bitshuffle: encode = bit transpose, decode = inverse; bitunshuffle: the inverse either way\n"
-            "         (--block-bytes: block size, default bitshuffle's 8192-byte one).\n"
-            "  --isa caps the bit-transpose kernels (default: the best this CPU has).\n");
-}
+static const char HELP[] =
+    "usage: aptomo codec encode|decode --codec bslz4|h5lz4|lz4|bitshuffle|bitunshuffle --elem-size N\n"
+    "                    [--count N] [--first K --range-count N] [--width W --crop X0,Y0,W,H]\n"
+    "                    [--block-bytes N] [--isa scalar|sse2|avx2] IN OUT\n"
+    "  IN/OUT: raw little-endian elements on the plain side, the encoded blob on the other.\n"
+    "  bslz4: bitshuffle+LZ4 in HDF5-filter 32008 framing; decode --first/--range-count or --width/--crop\n"
+    "         decodes only that element range / window (only the blocks it needs).\n"
+    "  h5lz4: HDF5 LZ4 filter 32004 framing (--block-bytes, default one block).\n"
+    "  lz4: one bare LZ4 block; decode needs --count (elements).\n"
+    "  bitshuffle: encode = bit transpose, decode = inverse; bitunshuffle: the inverse either way\n"
+    "         (--block-bytes: block size, default bitshuffle's 8192-byte one).\n"
+    "  --isa caps the bit-transpose kernels (default: the best this CPU has).\n";
 
-static int opt_u64(const char *opt, const char *v, uint64_t *out, int *seen)
-{
-    if (!v || cli_parse_u64(v, out)) {
-        fprintf(stderr, "aptomo codec: %s needs a non-negative integer, got '%s'\n", opt, v ? v : "");
-        return -1;
-    }
-    if (seen)
-        *seen = 1;
-    return 0;
-}
-
-/* Returns CLI_OK, CLI_USAGE, or -1 after printing --help. */
+/* CLI_OK, CLI_USAGE, or -1 after printing --help. */
 static int parse_args(int argc, char **argv, codec_args *a)
 {
-    const char *pos[3] = {0};
-    int npos = 0, has_first = 0, has_rcount = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            usage(stdout);
-            return -1;
-        }
-        if (!strcmp(o, "--codec") && v)
-            a->codec = v, i++;
-        else if (!strcmp(o, "--isa") && v)
-            a->isa = v, i++;
-        else if (!strcmp(o, "--crop") && v)
-            a->crop = v, i++;
-        else if (!strcmp(o, "--elem-size"))
-            bad = opt_u64(o, v, &a->elem, &a->has_elem), i++;
-        else if (!strcmp(o, "--count"))
-            bad = opt_u64(o, v, &a->count, &a->has_count), i++;
-        else if (!strcmp(o, "--first"))
-            bad = opt_u64(o, v, &a->first, &has_first), i++;
-        else if (!strcmp(o, "--range-count"))
-            bad = opt_u64(o, v, &a->rcount, &has_rcount), i++;
-        else if (!strcmp(o, "--block-bytes"))
-            bad = opt_u64(o, v, &a->block, NULL), i++;
-        else if (!strcmp(o, "--width"))
-            bad = opt_u64(o, v, &a->width, NULL), i++;
-        else if (o[0] == '-' && o[1])
-            fprintf(stderr, "aptomo codec: unknown option or missing value: %s\n", o), bad = 1;
-        else if (npos < 3)
-            pos[npos++] = o;
-        else
-            fprintf(stderr, "aptomo codec: unexpected argument '%s'\n", o), bad = 1;
-        if (bad) {
-            usage(stderr);
-            return CLI_USAGE;
+    enum { O_CODEC = 256, O_ISA, O_CROP, O_ELEM, O_COUNT, O_FIRST, O_RCOUNT, O_BLOCK, O_WIDTH };
+    static const struct option opts[] = {
+        {"codec", required_argument, NULL, O_CODEC},       {"isa", required_argument, NULL, O_ISA},
+        {"crop", required_argument, NULL, O_CROP},         {"elem-size", required_argument, NULL, O_ELEM},
+        {"count", required_argument, NULL, O_COUNT},       {"first", required_argument, NULL, O_FIRST},
+        {"range-count", required_argument, NULL, O_RCOUNT}, {"block-bytes", required_argument, NULL, O_BLOCK},
+        {"width", required_argument, NULL, O_WIDTH},       {0}};
+    static const char *const codecs[] = {"bslz4", "h5lz4", "lz4", "bitshuffle", "bitunshuffle", NULL};
+    static const char *const isas[] = {"scalar", "sse2", "avx2", NULL};
+    int has_first = 0, has_rcount = 0, c = 0, bad = 0, k, isa = -1;
+    cli_parser p;
+    cli_init(&p, "codec", HELP, NULL, opts, argc, argv);
+    while (!bad && (c = cli_next(&p)) > 0) {
+        switch (c) {
+        case O_CODEC:
+            if (!(bad = cli_choice(&p, codecs, &k)))
+                a->codec = codecs[k];
+            break;
+        case O_ISA:
+            if (!(bad = cli_choice(&p, isas, &isa)))
+                a->isa = isas[isa];
+            break;
+        case O_CROP: a->crop = p.arg; break;
+        case O_ELEM: bad = cli_uint(&p, 1, APT_BSHUF_MAX_ELEM, &a->elem), a->has_elem = 1; break;
+        case O_COUNT: bad = cli_uint(&p, 0, UINT64_MAX, &a->count), a->has_count = 1; break;
+        case O_FIRST: bad = cli_uint(&p, 0, UINT64_MAX, &a->first), has_first = 1; break;
+        case O_RCOUNT: bad = cli_uint(&p, 0, UINT64_MAX, &a->rcount), has_rcount = 1; break;
+        case O_BLOCK: bad = cli_uint(&p, 0, UINT64_MAX, &a->block); break;
+        case O_WIDTH: bad = cli_uint(&p, 0, UINT64_MAX, &a->width); break;
         }
     }
-    a->enc = pos[0] && !strcmp(pos[0], "encode");
-    if (npos != 3 || (!a->enc && strcmp(pos[0], "decode")) || !a->codec) {
-        fprintf(stderr, "aptomo codec: need encode|decode, --codec and IN OUT\n");
-        usage(stderr);
+    if (bad)
         return CLI_USAGE;
-    }
-    a->in_path = pos[1], a->out_path = pos[2];
+    if (c == CLI_STOP)
+        return p.status == CLI_OK ? -1 : p.status;
+    if (cli_args(&p, 3, 3, "encode|decode IN OUT"))
+        return CLI_USAGE;
+    a->enc = !strcmp(p.args[0], "encode");
+    if (!a->enc && strcmp(p.args[0], "decode"))
+        return cli_fail(&p, "'%s' is neither encode nor decode", p.args[0]);
+    if (!a->codec)
+        return cli_fail(&p, "--codec is required (bslz4, h5lz4, lz4, bitshuffle, bitunshuffle)");
+    a->in_path = p.args[1], a->out_path = p.args[2];
     int bitwise = !strcmp(a->codec, "bslz4") || !strncmp(a->codec, "bit", 3);
     if (!a->has_elem)
         a->elem = 1; /* bytes are fine for lz4/h5lz4; the bit codecs must be told */
-    if ((bitwise && !a->has_elem) || a->elem == 0 || a->elem > APT_BSHUF_MAX_ELEM) {
-        fprintf(stderr, "aptomo codec: --elem-size must be 1..%u for codec %s\n", APT_BSHUF_MAX_ELEM, a->codec);
-        return CLI_USAGE;
-    }
+    if (bitwise && !a->has_elem)
+        return cli_fail(&p, "--elem-size (1..%u) is required for codec %s", APT_BSHUF_MAX_ELEM, a->codec);
     a->has_range = has_first;
-    if (has_first != has_rcount || (has_first && a->crop)) {
-        fprintf(stderr, "aptomo codec: --first and --range-count go together (and not with --crop)\n");
-        return CLI_USAGE;
-    }
+    if (has_first != has_rcount || (has_first && a->crop))
+        return cli_fail(&p, "--first and --range-count go together (and not with --crop)");
     if (a->crop) {
         unsigned long long v[4];
         char tail;
         if (sscanf(a->crop, "%llu,%llu,%llu,%llu%c", &v[0], &v[1], &v[2], &v[3], &tail) != 4 || !a->width ||
-            v[2] > CODEC_MAX_FILE || v[3] > CODEC_MAX_FILE || v[2] * v[3] > CODEC_MAX_FILE / a->elem) {
-            fprintf(stderr, "aptomo codec: --crop wants X0,Y0,W,H (at most %zu bytes) and --width the frame "
-                    "width, got '%s'\n", CODEC_MAX_FILE, a->crop);
-            return CLI_USAGE;
-        }
+            v[2] > CODEC_MAX_FILE || v[3] > CODEC_MAX_FILE || v[2] * v[3] > CODEC_MAX_FILE / a->elem)
+            return cli_fail(&p, "--crop wants X0,Y0,W,H (at most %zu bytes) and --width the frame width, got '%s'",
+                            CODEC_MAX_FILE, a->crop);
         a->cx = v[0], a->cy = v[1], a->cw = v[2], a->ch = v[3];
     }
     if (a->isa) {
-        int lvl = !strcmp(a->isa, "scalar") ? APT_BSHUF_SCALAR : !strcmp(a->isa, "sse2") ? APT_BSHUF_SSE2
-                                                                : !strcmp(a->isa, "avx2") ? APT_BSHUF_AVX2 : -2;
-        if (lvl == -2) {
-            fprintf(stderr, "aptomo codec: --isa is scalar, sse2 or avx2, got '%s'\n", a->isa);
-            return CLI_USAGE;
-        }
+        int lvl = isa == 0 ? APT_BSHUF_SCALAR : isa == 1 ? APT_BSHUF_SSE2 : APT_BSHUF_AVX2;
         if (apt_bshuf_set_isa(lvl) != lvl)
             fprintf(stderr, "aptomo codec: %s not available here, using level %d\n", a->isa, apt_bshuf_isa());
     }
@@ -235,12 +208,9 @@ int cmd_codec(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     int (*run)(const codec_args *, const uint8_t *, size_t, codec_out *, apt_error *) =
         !strcmp(a.codec, "bslz4") ? run_bslz4 : !strcmp(a.codec, "h5lz4") ? run_h5lz4
-        : !strcmp(a.codec, "lz4") ? run_lz4 : !strcmp(a.codec, "bitshuffle") || !strcmp(a.codec, "bitunshuffle")
-        ? run_bits : NULL;
-    if (!run) {
-        fprintf(stderr, "aptomo codec: unknown codec '%s' (bslz4, h5lz4, lz4, bitshuffle, bitunshuffle)\n", a.codec);
-        return CLI_USAGE;
-    }
+        : !strcmp(a.codec, "lz4") ? run_lz4 : run_bits;
+    if ((rc = cli_check_output("OUT", a.out_path)))
+        return rc;
     size_t len = 0;
     uint8_t *in = cli_read_file(a.in_path, CODEC_MAX_FILE, &len);
     if (!in)
@@ -248,8 +218,7 @@ int cmd_codec(int argc, char **argv)
     /* plain element files must hold whole elements (bslz4/bit codecs; lz4 and h5lz4 work on bytes) */
     int plain = (a.enc && strcmp(a.codec, "bitunshuffle")) || !strncmp(a.codec, "bit", 3);
     if (plain && len % a.elem) {
-        fprintf(stderr, "%s: %zu bytes are not whole %llu-byte elements\n", a.in_path, len,
-                (unsigned long long)a.elem);
+        cli_error("%s: %zu bytes are not whole %llu-byte elements", a.in_path, len, (unsigned long long)a.elem);
         free(in);
         return CLI_USAGE;
     }
@@ -257,10 +226,10 @@ int cmd_codec(int argc, char **argv)
     codec_out out = {0};
     int lib = run(&a, in, len, &out, &err);
     if (lib == APT_ENOMEM) {
-        fprintf(stderr, "aptomo codec: out of memory %s\n", err.msg);
+        cli_error("out of memory %s", err.msg);
         rc = CLI_FAIL;
     } else if (lib) { /* the input (or its options) is at fault: name the file and the field */
-        fprintf(stderr, "%s: %s\n", a.in_path, err.msg);
+        cli_error("%s: %s", a.in_path, err.msg);
         rc = a.enc && lib != APT_EINVAL ? CLI_FAIL : CLI_USAGE;
     } else {
         rc = cli_write_file(a.out_path, out.buf, out.len) ? CLI_FAIL : CLI_OK;

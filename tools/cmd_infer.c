@@ -29,58 +29,65 @@ static void progress(void *ctx, size_t done, size_t total)
     cli_progress_update(p, done);
 }
 
+static const char HELP[] =
+    "usage: aptomo infer --weights W.safetensors IN.h5 -o OUT.h5 [--dataset PATH] [--batch B]\n"
+    "                    [--threads T] [--png P.png]\n"
+    "Refines a volume (default /exchange/approximant if present, else /exchange/data) with the\n"
+    "network: patches of the arch's input size, 50% overlap, reflection padding, seam-free\n"
+    "stitching. Progress bar with ETA on stderr when it is a terminal; outputs checked before the work.\n"
+    "  --weights W       network weights (safetensors with the arch), required\n"
+    "  -o OUT.h5         refined volume (Data Exchange, with the input and the weights' id), required\n"
+    "  --dataset PATH    the input volume's dataset\n"
+    "  --batch B         patches per network call, 1..256 (bounds memory; default 1)\n"
+    "  --threads T       threads, 0 = one per core (default 0)\n"
+    "  --png P.png       central slices of the refined volume next to the input\n";
+
 int cmd_infer(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"weights", required_argument, NULL, 'w'}, {"output", required_argument, NULL, 'o'},
+        {"png", required_argument, NULL, 'p'},     {"dataset", required_argument, NULL, 'd'},
+        {"batch", required_argument, NULL, 'b'},   {"threads", required_argument, NULL, 't'},
+        {0}};
     const char *weights = NULL, *in = NULL, *out = NULL, *png = NULL, *dataset = NULL;
     uint64_t batch = 1, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: aptomo infer --weights W.safetensors IN.h5 -o OUT.h5 [--dataset PATH] [--batch B]\n"
-                   "                    [--threads T] [--png P.png]\n"
-                   "Refines a volume (default /exchange/approximant if present, else /exchange/data) with the\n"
-                   "network: patches of the arch's input size, 50%% overlap, reflection padding, seam-free\n"
-                   "stitching. --batch bounds memory (patches per call).\n");
-            return CLI_OK;
-        } else if (a[0] != '-' && !in) {
-            in = a;
-        } else if (!v) {
-            fprintf(stderr, "infer: %s needs a value\n", a);
-            return CLI_USAGE;
-        } else if (!strcmp(a, "--weights")) {
-            weights = v, i++;
-        } else if (!strcmp(a, "-o")) {
-            out = v, i++;
-        } else if (!strcmp(a, "--png")) {
-            png = v, i++;
-        } else if (!strcmp(a, "--dataset")) {
-            dataset = v, i++;
-        } else if (!strcmp(a, "--batch") && !cli_parse_u64(v, &batch) && batch >= 1 && batch <= 256) {
-            i++;
-        } else if (!strcmp(a, "--threads") && !cli_parse_u64(v, &threads) && threads <= 256) {
-            i++;
-        } else {
-            fprintf(stderr, "infer: bad argument '%s'\n", a);
-            return CLI_USAGE;
+    int oc = 0, bad = 0;
+    cli_parser p;
+    cli_init(&p, "infer", HELP, "o:", opts, argc, argv);
+    while (!bad && (oc = cli_next(&p)) > 0) {
+        switch (oc) {
+        case 'w': weights = p.arg; break;
+        case 'o': out = p.arg; break;
+        case 'p': png = p.arg; break;
+        case 'd': dataset = p.arg; break;
+        case 'b': bad = cli_uint(&p, 1, 256, &batch); break;
+        case 't': bad = cli_uint(&p, 0, 256, &threads); break;
         }
     }
-    if (!weights || !in || !out) {
-        fprintf(stderr, "infer: need --weights W, an input volume and -o OUT.h5\n");
+    if (bad)
         return CLI_USAGE;
-    }
+    if (oc == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 1, 1, "IN.h5"))
+        return CLI_USAGE;
+    in = p.args[0];
+    if (!weights || !out)
+        return cli_fail(&p, "%s is required", !weights ? "--weights W.safetensors" : "-o OUT.h5");
+    if ((oc = cli_check_output("-o", out)) || (oc = cli_check_output("--png", png)))
+        return oc;
     apt_error err = {0};
     infer_ctx c = {0};
     apt_volume vin = {0}, vout = {0};
     int rc = CLI_USAGE;
     int scale[3];
     if (apt_nn_load(weights, (int)threads, &c.m, &err) || apt_nn_patch_shape(c.m, c.p, scale, &err)) {
-        fprintf(stderr, "infer: %s\n", err.msg);
+        fprintf(stderr, "aptomo infer: %s\n", err.msg);
         goto out;
     }
     if (!dataset) /* a result file carries both; the Approximant is the network's input */
         dataset = apt_volume_read(in, "/exchange/approximant", &vin, NULL) == APT_OK ? NULL : "/exchange/data";
     if (dataset && apt_volume_read(in, dataset, &vin, &err)) {
-        fprintf(stderr, "infer: %s\n", err.msg);
+        fprintf(stderr, "aptomo infer: %s\n", err.msg);
         goto out;
     }
     double mean, std;
@@ -90,7 +97,7 @@ int cmd_infer(int argc, char **argv)
                         {vin.voxel_m[0] / sp.fz, vin.voxel_m[1] / sp.fy, vin.voxel_m[2] / sp.fx}, NULL};
     vout.data = malloc((size_t)vout.Z * vout.Y * vout.X * sizeof(float));
     if (!vout.data) {
-        fprintf(stderr, "infer: out of memory for a %dx%dx%d volume\n", vout.Z, vout.Y, vout.X);
+        fprintf(stderr, "aptomo infer: out of memory for a %dx%dx%d volume\n", vout.Z, vout.Y, vout.X);
         rc = CLI_FAIL;
         goto out;
     }
@@ -98,7 +105,8 @@ int cmd_infer(int argc, char **argv)
     cli_progress_start(&prog, "infer", 1);
     double t0 = apt_now();
     if (apt_tile_run(vin.data, vin.Z, vin.Y, vin.X, &sp, forward, &c, progress, &prog, vout.data, &err)) {
-        fprintf(stderr, "infer: %s\n", err.msg);
+        cli_progress_clear(&prog);
+        fprintf(stderr, "aptomo infer: %s\n", err.msg);
         rc = CLI_FAIL;
         goto out;
     }
@@ -111,7 +119,7 @@ int cmd_infer(int argc, char **argv)
     if (apt_result_write(out, &res, &err) ||
         (png && apt_preview_write(png, (const apt_volume *[]){&vout, &vin},
                                   (const char *[]){"refined", "input"}, 2, "aptomo infer", &err))) {
-        fprintf(stderr, "infer: %s\n", err.msg);
+        fprintf(stderr, "aptomo infer: %s\n", err.msg);
         rc = CLI_FAIL;
         goto out;
     }

@@ -199,31 +199,32 @@ static int write_grad_out(const char *fname, const apt_ptycho_geom *g, double lo
     return rc;
 }
 
+static const char GRAD_HELP[] =
+    "usage: aptomo kernel ptycho-grad [--threads N] IN.h5 OUT.h5\n"
+    "Loss and object gradient of the multislice mixed-state model on one set of frames.\n"
+    "  IN: /probe [M,H,W], /object [L,Ny,Nx] complex; /positions int [J,2] (row, col);\n"
+    "      /intensities float [J,H,W] (centred, < 0 = not measured); attributes wavelength_m,\n"
+    "      pixel_size_m, dz_m on /.   OUT: /loss float64, /grad complex64 [L,Ny,Nx]\n"
+    "      (dL/dRe O + i dL/dIm O).\n"
+    "  --threads N   threads, 0 = one per core, at most 64 (default 0)\n";
+
 static int kernel_ptycho_grad(int argc, char **argv)
 {
-    int threads = 0;
-    const char *paths[2] = {0};
-    int np = 0;
-    for (int i = 1; i < argc; i++) {
-        uint64_t v;
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &v) && v <= 64) {
-            threads = (int)v;
-            i++;
-        } else if (argv[i][0] != '-' && np < 2) {
-            paths[np++] = argv[i];
-        } else {
-            np = -1;
-            break;
-        }
-    }
-    if (np != 2) {
-        fprintf(stderr, "usage: aptomo kernel ptycho-grad [--threads N] IN.h5 OUT.h5\n"
-                        "  IN: /probe [M,H,W], /object [L,Ny,Nx] complex; /positions int [J,2] (row, col);\n"
-                        "      /intensities float [J,H,W] (centred, < 0 = not measured); attributes wavelength_m,\n"
-                        "      pixel_size_m, dz_m on /.   OUT: /loss float64, /grad complex64 [L,Ny,Nx]\n"
-                        "      (dL/dRe O + i dL/dIm O).\n");
+    static const struct option opts[] = {{"threads", required_argument, NULL, 't'}, {0}};
+    int threads = 0, c = 0, bad = 0;
+    cli_parser cp;
+    cli_init(&cp, "kernel ptycho-grad", GRAD_HELP, NULL, opts, argc, argv);
+    while (!bad && (c = cli_next(&cp)) > 0)
+        bad = cli_int(&cp, 0, 64, &threads);
+    if (bad)
         return CLI_USAGE;
-    }
+    if (c == CLI_STOP)
+        return cp.status;
+    if (cli_args(&cp, 2, 2, "IN.h5 OUT.h5"))
+        return CLI_USAGE;
+    const char *paths[2] = {cp.args[0], cp.args[1]};
+    if ((c = cli_check_output("OUT.h5", paths[1])))
+        return c;
     apt_h5io_quiet();
     apt_error err = {0};
     grad_in in = {0};
@@ -252,15 +253,17 @@ static int kernel_ptycho_grad(int argc, char **argv)
     return rc ? (bad_input ? CLI_USAGE : CLI_FAIL) : CLI_OK;
 }
 
+static const char HELP[] =
+    "usage: aptomo kernel ptycho-grad|nn-forward|nn-init ...\n"
+    "Stable entry points to single library kernels, for scripts and cross-checks (PyTorch, numpy):\n"
+    "  ptycho-grad   loss and object gradient of the multislice model: IN.h5 -> OUT.h5\n"
+    "  nn-forward    eval-mode network forward: W.safetensors IN.h5 (/x) -> OUT.h5 (/y)\n"
+    "  nn-init       random weights for an arch: --arch ARCH.json OUT.safetensors\n"
+    "aptomo help kernel SUB: the options of each.\n";
+
 int cmd_kernel(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "ptycho-grad"))
-        return kernel_ptycho_grad(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "nn-forward"))
-        return kernel_nn_forward(argc - 1, argv + 1);
-    if (argc >= 2 && !strcmp(argv[1], "nn-init"))
-        return kernel_nn_init(argc - 1, argv + 1);
-    fprintf(stderr, "usage: aptomo kernel ptycho-grad|nn-forward|nn-init ...   (stable kernels for scripts and "
-                    "cross-checks)\n");
-    return argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? CLI_OK : CLI_USAGE;
+    static const cli_sub subs[] = {{"ptycho-grad", kernel_ptycho_grad}, {"nn-forward", kernel_nn_forward},
+                                   {"nn-init", kernel_nn_init}, {NULL, NULL}};
+    return cli_dispatch("kernel", HELP, subs, argc, argv);
 }

@@ -1,6 +1,7 @@
-/* cmd_metrics.c - `aptomo metrics TEST.h5 REF.h5`: the five image-quality metrics of DESIGN.md as one JSON object;
+/* cmd_metrics.c - `aptomo metrics TEST.h5 REF.h5`: the five image-quality metrics (docs/METRICS.md) as one JSON object;
  * `aptomo metrics --plot out.png A.h5 B.h5 ... --ref REF.h5`: metric vs number of angles (length of
- * /exchange/theta in each file) as a PNG, plus the numbers as JSON. Bad files and shape mismatch exit 2. */
+ * /exchange/theta in each file) as a PNG (checked writable before any metric), plus the numbers as JSON. Bad files
+ * and shape mismatch exit 2. */
 #include <hdf5.h>
 #include <jansson.h>
 #include <math.h>
@@ -77,89 +78,86 @@ static int compare(const apt_volume *t, const char *tname, const apt_volume *r, 
                    apt_metrics *m)
 {
     if (t->Z != r->Z || t->Y != r->Y || t->X != r->X) {
-        fprintf(stderr, "metrics: shape mismatch: %s is [%d,%d,%d] but %s is [%d,%d,%d]\n", tname, t->Z, t->Y, t->X,
-                rname, r->Z, r->Y, r->X);
+        fprintf(stderr, "aptomo metrics: shape mismatch: %s is [%d,%d,%d] but %s is [%d,%d,%d]\n", tname, t->Z,
+                t->Y, t->X, rname, r->Z, r->Y, r->X);
         return CLI_USAGE;
     }
     apt_error err = {0};
     int rc = apt_metrics_compute(t->data, r->data, t->Z, t->Y, t->X, threads, m, &err);
     if (rc) {
-        fprintf(stderr, "metrics: %s vs %s: %s\n", tname, rname, err.msg);
+        fprintf(stderr, "aptomo metrics: %s vs %s: %s\n", tname, rname, err.msg);
         return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
     }
     return CLI_OK;
 }
 
-static int usage(FILE *to)
-{
-    fprintf(to, "usage: aptomo metrics TEST.h5 REF.h5 [--dataset /exchange/data] [--ref-dataset /exchange/data]\n"
-                "                      [--threads N]\n"
-                "       aptomo metrics --plot out.png A.h5 B.h5 ... --ref REF.h5 [--title TEXT] [same options]\n"
-                "Prints {pcc, ms_ssim, dsc, ber, fsc_threshold_px, fsc:[...]} (docs/METRICS.md); --plot draws each\n"
-                "metric against the number of angles (length of /exchange/theta) of each file.\n");
-    return to == stdout ? CLI_OK : CLI_USAGE;
-}
+static const char HELP[] =
+    "usage: aptomo metrics TEST.h5 REF.h5 [--dataset /exchange/data] [--ref-dataset /exchange/data]\n"
+    "                      [--threads N]\n"
+    "       aptomo metrics --plot out.png A.h5 B.h5 ... [--ref] REF.h5 [--title TEXT] [same options]\n"
+    "Prints {pcc, ms_ssim, dsc, ber, fsc_threshold_px, fsc:[...]} (docs/METRICS.md); --plot draws each\n"
+    "metric against the number of angles (length of /exchange/theta) of each file.\n"
+    "  --dataset PATH      the volume in TEST.h5 / the result files (default /exchange/data)\n"
+    "  --ref-dataset PATH  the volume in REF.h5 (default: --dataset)\n"
+    "  --ref REF.h5        the reference (default: the last file)\n"
+    "  --plot out.png      metric vs number of angles of A.h5 B.h5 ... (at most 64)\n"
+    "  --title TEXT        plot title\n"
+    "  --threads N         threads, 1..64 (default one per core)\n";
 
 int cmd_metrics(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"dataset", required_argument, NULL, 'd'}, {"ref-dataset", required_argument, NULL, 'D'},
+        {"plot", required_argument, NULL, 'p'},    {"ref", required_argument, NULL, 'r'},
+        {"title", required_argument, NULL, 't'},   {"threads", required_argument, NULL, 'j'},
+        {0}};
     const char *dataset = "/exchange/data", *ref_dataset = NULL, *plot = NULL, *ref = NULL, *title = NULL;
     const char *files[MAX_PLOT_FILES];
-    int nf = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-            return usage(stdout);
-        else if (!strcmp(a, "--dataset") && has)
-            dataset = argv[++i];
-        else if (!strcmp(a, "--ref-dataset") && has)
-            ref_dataset = argv[++i];
-        else if (!strcmp(a, "--plot") && has)
-            plot = argv[++i];
-        else if (!strcmp(a, "--ref") && has)
-            ref = argv[++i];
-        else if (!strcmp(a, "--title") && has)
-            title = argv[++i];
-        else if (!strcmp(a, "--threads") && has) {
-            uint64_t v;
-            if (cli_parse_u64(argv[++i], &v) || v < 1 || v > 64) {
-                fprintf(stderr, "metrics: --threads: '%s' is not an integer in 1..64\n", argv[i]);
-                return CLI_USAGE;
-            }
-            threads = (int)v;
-        } else if (a[0] != '-' && nf < MAX_PLOT_FILES)
-            files[nf++] = a;
-        else {
-            fprintf(stderr, "metrics: bad argument '%s' (at most %d files)\n", a, MAX_PLOT_FILES);
-            return usage(stderr);
+    int nf = 0, threads = 0, c = 0, bad = 0;
+    cli_parser p;
+    cli_init(&p, "metrics", HELP, NULL, opts, argc, argv);
+    while (!bad && (c = cli_next(&p)) > 0) {
+        switch (c) {
+        case 'd': dataset = p.arg; break;
+        case 'D': ref_dataset = p.arg; break;
+        case 'p': plot = p.arg; break;
+        case 'r': ref = p.arg; break;
+        case 't': title = p.arg; break;
+        case 'j': bad = cli_int(&p, 1, 64, &threads); break;
         }
     }
+    if (bad)
+        return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status;
     if (!ref_dataset)
         ref_dataset = dataset;
     if (!plot) {
-        if (ref && nf == 1)
-            files[nf++] = ref;
-        if (nf != 2) {
-            fprintf(stderr, "metrics: need TEST.h5 and REF.h5\n");
-            return usage(stderr);
-        }
-        ref = files[1];
-        nf = 1;
-    } else if (!ref || nf < 1) {
-        fprintf(stderr, "metrics: --plot needs result files and --ref REF.h5\n");
-        return usage(stderr);
+        if (cli_args(&p, ref ? 1 : 2, ref ? 1 : 2, "TEST.h5 REF.h5"))
+            return CLI_USAGE;
+        files[nf++] = p.args[0];
+        ref = ref ? ref : p.args[1];
+    } else {
+        if (cli_args(&p, ref ? 1 : 2, MAX_PLOT_FILES + !ref, ref ? "A.h5" : "A.h5 REF.h5"))
+            return CLI_USAGE;
+        if (!ref) /* as in the two-file form: the last file is the reference */
+            ref = p.args[--p.nargs];
+        for (int i = 0; i < p.nargs; i++)
+            files[nf++] = p.args[i];
+        if ((c = cli_check_output("--plot", plot)))
+            return c;
     }
     apt_error err = {0};
     apt_volume rv;
     if (apt_volume_read(ref, ref_dataset, &rv, &err)) {
-        fprintf(stderr, "metrics: %s\n", err.msg);
+        fprintf(stderr, "aptomo metrics: %s\n", err.msg);
         return CLI_USAGE;
     }
     int rc = CLI_OK;
     if (!plot) {
         apt_volume tv;
         if (apt_volume_read(files[0], dataset, &tv, &err)) {
-            fprintf(stderr, "metrics: %s\n", err.msg);
+            fprintf(stderr, "aptomo metrics: %s\n", err.msg);
             apt_volume_free(&rv);
             return CLI_USAGE;
         }
@@ -177,13 +175,13 @@ int cmd_metrics(int argc, char **argv)
     int *nang = calloc((size_t)nf, sizeof *nang), done = 0;
     json_t *list = json_array();
     if (!ms || !nang) {
-        fprintf(stderr, "metrics: out of memory\n");
+        fprintf(stderr, "aptomo metrics: out of memory\n");
         rc = CLI_FAIL;
     }
     for (int i = 0; !rc && i < nf; i++, done++) {
         apt_volume tv;
         if (theta_count(files[i], &nang[i], &err) || apt_volume_read(files[i], dataset, &tv, &err)) {
-            fprintf(stderr, "metrics: %s\n", err.msg);
+            fprintf(stderr, "aptomo metrics: %s\n", err.msg);
             rc = CLI_USAGE;
             break;
         }
@@ -197,7 +195,7 @@ int cmd_metrics(int argc, char **argv)
         json_array_append_new(list, o);
     }
     if (!rc && apt_metrics_plot(plot, nang, ms, nf, title, &err)) {
-        fprintf(stderr, "metrics: %s\n", err.msg);
+        fprintf(stderr, "aptomo metrics: %s\n", err.msg);
         rc = CLI_FAIL;
     }
     if (!rc) {

@@ -1,5 +1,6 @@
 /* cmd_preview.c - `aptomo preview VOL.h5 [REF.h5 ...] -o out.png`: orthogonal central slices of each volume, one
- * row per file, colour bar and scale bar; `--dataset` picks e.g. /exchange/approximant. */
+ * row per file, colour bar and scale bar; `--dataset` picks e.g. /exchange/approximant for every file that does not
+ * name its own as FILE.h5:/path (wherever it stands on the line, like every option). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,36 +8,42 @@
 #include "aptomo/preview.h"
 #include "cli.h"
 
+static const char HELP[] =
+    "usage: aptomo preview VOL.h5 [MORE.h5 ...] -o out.png [--dataset /exchange/data] [--title TEXT]\n"
+    "One row per volume (at most 8): central XY, XZ, YZ slices, colour bar (1st..99th percentile), scale bar.\n"
+    "  -o out.png        the PNG to write (required)\n"
+    "  --dataset PATH    the dataset of every file that does not name its own (default /exchange/data,\n"
+    "                    e.g. /exchange/approximant); FILE.h5:/path names one file's dataset\n"
+    "  --title TEXT      title above the rows\n";
+
 int cmd_preview(int argc, char **argv)
 {
-    const char *out = NULL, *title = NULL, *files[8], *dsets[8];
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"title", required_argument, NULL, 't'},
+                                         {"dataset", required_argument, NULL, 'd'}, {0}};
+    const char *out = NULL, *title = NULL, *files[8];
     const char *dataset = "/exchange/data";
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-o") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--title") && i + 1 < argc)
-            title = argv[++i];
-        else if (!strcmp(argv[i], "--dataset") && i + 1 < argc)
-            dataset = argv[++i]; /* applies to the files after it */
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: aptomo preview VOL.h5 [--dataset /exchange/approximant] [MORE.h5 ...] -o out.png\n"
-                   "                      [--title TEXT]\n"
-                   "One row per volume: central XY, XZ, YZ slices, colour bar (1st..99th percentile), scale bar.\n"
-                   "DATASET may be given as FILE.h5:/path too.\n");
-            return CLI_OK;
-        } else if (argv[i][0] != '-' && n < 8) {
-            files[n] = argv[i];
-            dsets[n++] = dataset;
-        } else {
-            fprintf(stderr, "preview: bad argument '%s'\n", argv[i]);
-            return CLI_USAGE;
-        }
-    }
-    if (!n || !out) {
-        fprintf(stderr, "preview: need at least one volume file and -o out.png\n");
+    cli_parser p;
+    int c;
+    cli_init(&p, "preview", HELP, "o:", opts, argc, argv);
+    while ((c = cli_next(&p)) > 0)
+        if (c == 'o')
+            out = p.arg;
+        else if (c == 't')
+            title = p.arg;
+        else
+            dataset = p.arg;
+    if (c == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 1, 8, "VOL.h5"))
         return CLI_USAGE;
-    }
+    if (!out)
+        return cli_fail(&p, "-o out.png is required");
+    int n = p.nargs;
+    for (int i = 0; i < n; i++)
+        files[i] = p.args[i];
+    if ((c = cli_check_output("-o", out)))
+        return c;
     apt_volume vols[8];
     const apt_volume *ptrs[8];
     const char *labels[8];
@@ -46,14 +53,14 @@ int cmd_preview(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s", files[i]);
-        const char *ds = dsets[i];
+        const char *ds = dataset;
         char *colon = strstr(path, ".h5:");
         if (colon) {
             colon[3] = '\0';
             ds = colon + 4;
         }
         if (apt_volume_read(path, ds, &vols[i], &err)) {
-            fprintf(stderr, "preview: %s\n", err.msg);
+            fprintf(stderr, "aptomo preview: %s\n", err.msg);
             rc = CLI_USAGE;
             break;
         }
@@ -63,7 +70,7 @@ int cmd_preview(int argc, char **argv)
         labels[i] = names[i];
     }
     if (rc == CLI_OK && apt_preview_write(out, ptrs, labels, n, title, &err)) {
-        fprintf(stderr, "preview: %s\n", err.msg);
+        fprintf(stderr, "aptomo preview: %s\n", err.msg);
         rc = CLI_FAIL;
     }
     for (int i = 0; i < loaded; i++)

@@ -1,7 +1,8 @@
 /* cmd_replay.c - `aptomo replay`: stream a scan file exactly as an Eiger detector would (bind PUSH, one series per
  * angle, v1 multipart or v2 CBOR, bslz4/lz4/none), with angle and positions in the header appendix/user_data, per
  * frame, or on the scan-metadata channel. Fault injection (--drop, --duplicate, --stale, --garbage, --nopos) makes
- * the daemon's bookkeeping testable; the JSON summary on stdout says exactly what a correct receiver must report. */
+ * the daemon's bookkeeping testable; the JSON summary on stdout says exactly what a correct receiver must report.
+ * Endpoints are checked (apt_endpoint_check) before anything binds. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <zmq.h>
 
 #include "aptomo/codec.h"
+#include "aptomo/endpoint.h"
 #include "aptomo/scanfile.h"
 #include "aptomo/scanmeta.h"
 #include "aptomo/stream.h"
@@ -151,7 +153,7 @@ typedef struct series_sum {
 } series_sum;
 
 static int replay_angle(const replay_opts *o, apt_scanfile *sf, void *sock, void *msock, uint32_t idx,
-                        uint64_t series, uint64_t prev_series, series_sum *sum, apt_error *err)
+                        uint64_t series, uint64_t prev_series, series_sum *sum, cli_progress *bar, apt_error *err)
 {
     const apt_scan_header *h = apt_scanfile_header(sf);
     uint32_t J, H, W, elem;
@@ -235,7 +237,9 @@ static int replay_angle(const replay_opts *o, apt_scanfile *sf, void *sock, void
         if ((rc = send_msg(sock, o->protocol, &m, &parts, &buf, err)))
             goto out;
     }
+    uint64_t bar0 = bar->done;
     for (uint32_t j = 0; j < J; j++) {
+        cli_progress_update(bar, bar0 + j); /* per frame: one long angle still moves the bar */
         if (o->drop > 0 && rng_uniform() < o->drop) {
             sum->dropped++;
             continue;
@@ -281,6 +285,7 @@ static int replay_angle(const replay_opts *o, apt_scanfile *sf, void *sock, void
     m.series_id = series;
     snprintf(m.series_unique_id, sizeof m.series_unique_id, "%s", uid);
     rc = send_msg(sock, o->protocol, &m, &parts, &buf, err);
+    cli_progress_update(bar, bar0 + J);
 out:
     free(user);
     free(pos);
@@ -291,116 +296,104 @@ out:
     return rc;
 }
 
-static void replay_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: aptomo replay SCAN.h5 [--endpoint tcp://*:9999] [--protocol v1|v2] [--compression bslz4|lz4|none]\n"
-            "         [--rate HZ] [--positions header|frame|metadata|none] [--metadata-endpoint tcp://*:9996]\n"
-            "         [--header-detail all|basic|none] [--angles I,J,...] [--series0 N] [--wait S]\n"
-            "         [--drop P] [--duplicate P] [--nopos P] [--stale N] [--garbage N] [--seed S]\n"
-            "Streams SCAN.h5 like an Eiger detector (binds PUSH; one series per angle). Faults: --drop P frames\n"
-            "never sent, --duplicate P sent twice, --nopos P sent without a position (--positions frame), --stale N\n"
-            "stray frames of the previous series after each new header, --garbage N malformed messages per series.\n"
-            "Prints a JSON summary of what was sent (what a correct receiver must count).\n");
-}
+static const char HELP[] =
+    "usage: aptomo replay SCAN.h5 [--endpoint tcp://*:9999] [--protocol v1|v2] [--compression bslz4|lz4|none]\n"
+    "         [--rate HZ] [--positions header|frame|metadata|none] [--metadata-endpoint tcp://*:9996]\n"
+    "         [--header-detail all|basic|none] [--angles I,J,...] [--series0 N] [--wait S]\n"
+    "         [--drop P] [--duplicate P] [--nopos P] [--stale N] [--garbage N] [--seed S]\n"
+    "Streams SCAN.h5 like an Eiger detector (binds PUSH; one series per angle) and prints a JSON summary of\n"
+    "what was sent (what a correct receiver must count). Progress bar (per frame, with ETA) on a terminal.\n"
+    "  --endpoint EP            where to bind the image stream (default tcp://*:9999)\n"
+    "  --protocol v1|v2         Eiger stream version (default v1)\n"
+    "  --compression C          bslz4 (default), lz4 (v1 raw block, v2 HDF5-LZ4 framing) or none\n"
+    "  --rate HZ                frames per second, 0 = as fast as possible (default 0)\n"
+    "  --positions WHERE        header appendix/user_data (default), per frame, the metadata channel, or none\n"
+    "  --metadata-endpoint EP   where to bind the scan-metadata channel (--positions metadata; tcp://*:9996)\n"
+    "  --header-detail D        v1 header detail: all, basic (default), none\n"
+    "  --angles I,J,...         angle indices to send, in this order (default all)\n"
+    "  --series0 N              series id of the first angle (>= 1, default 1)\n"
+    "  --wait S                 seconds to wait for a receiver before giving up (0 < S <= 86400, default 30)\n"
+    "Faults: --drop P frames never sent, --duplicate P sent twice, --nopos P sent without a position\n"
+    "(--positions frame), --stale N stray frames of the previous series after each new header, --garbage N\n"
+    "malformed messages per series; probabilities P in [0, 1], --seed S makes them reproducible.\n";
 
-static int parse_angles(const char *s, replay_opts *o)
+enum { O_ENDPOINT = 256, O_META, O_PROTOCOL, O_COMP, O_POSITIONS, O_DETAIL, O_RATE, O_WAIT, O_DROP, O_DUP, O_NOPOS,
+       O_STALE, O_GARBAGE, O_SEED, O_SERIES0, O_ANGLES };
+
+static const struct option LONGOPTS[] = {
+    {"endpoint", required_argument, NULL, O_ENDPOINT},   {"metadata-endpoint", required_argument, NULL, O_META},
+    {"protocol", required_argument, NULL, O_PROTOCOL},   {"compression", required_argument, NULL, O_COMP},
+    {"positions", required_argument, NULL, O_POSITIONS}, {"header-detail", required_argument, NULL, O_DETAIL},
+    {"rate", required_argument, NULL, O_RATE},           {"wait", required_argument, NULL, O_WAIT},
+    {"drop", required_argument, NULL, O_DROP},           {"duplicate", required_argument, NULL, O_DUP},
+    {"nopos", required_argument, NULL, O_NOPOS},         {"stale", required_argument, NULL, O_STALE},
+    {"garbage", required_argument, NULL, O_GARBAGE},     {"seed", required_argument, NULL, O_SEED},
+    {"series0", required_argument, NULL, O_SERIES0},     {"angles", required_argument, NULL, O_ANGLES},
+    {0}};
+
+static const char *const PROTOCOLS[] = {"v1", "v2", NULL}, *const COMPRESSIONS[] = {"bslz4", "lz4", "none", NULL};
+static const char *const POSITIONS[] = {"header", "frame", "metadata", "none", NULL};
+static const char *const DETAILS[] = {"all", "basic", "none", NULL};
+
+/* One option into o; 0 or -1 after the message. */
+static int parse_opt(cli_parser *p, int c, replay_opts *o, int *comp)
 {
-    size_t n = 1;
-    for (const char *p = s; *p; p++)
-        n += *p == ',';
-    o->angles = calloc(n, sizeof *o->angles);
-    if (!o->angles)
-        return -1;
-    char *copy = strdup(s), *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        uint64_t v;
-        if (cli_parse_u64(tok, &v) || v > 0xFFFFFFFFu) {
-            free(copy);
+    int k = 0;
+    switch (c) {
+    case O_ENDPOINT: o->endpoint = p->arg; return cli_endpoint(p, APT_EP_BIND);
+    case O_META: o->meta_endpoint = p->arg; return cli_endpoint(p, APT_EP_BIND);
+    case O_PROTOCOL:
+        if (cli_choice(p, PROTOCOLS, &k))
             return -1;
-        }
-        o->angles[o->n_angles++] = (uint32_t)v;
+        o->protocol = k + 1;
+        return 0;
+    case O_COMP: return cli_choice(p, COMPRESSIONS, comp);
+    case O_POSITIONS:
+        if (cli_choice(p, POSITIONS, &k))
+            return -1;
+        o->positions = POSITIONS[k];
+        return 0;
+    case O_DETAIL:
+        if (cli_choice(p, DETAILS, &k))
+            return -1;
+        o->detail = k == 0 ? APT_DETAIL_ALL : k == 1 ? APT_DETAIL_BASIC : APT_DETAIL_NONE;
+        return 0;
+    case O_RATE: return cli_real(p, 0, INFINITY, 0, &o->rate);
+    case O_WAIT: return cli_real(p, 0, 86400, CLI_OPEN_LO, &o->wait_s);
+    case O_DROP: return cli_real(p, 0, 1, 0, &o->drop);
+    case O_DUP: return cli_real(p, 0, 1, 0, &o->duplicate);
+    case O_NOPOS: return cli_real(p, 0, 1, 0, &o->nopos);
+    case O_STALE: return cli_uint(p, 0, APT_SCAN_MAX_FRAMES, &o->stale);
+    case O_GARBAGE: return cli_uint(p, 0, 1000000, &o->garbage);
+    case O_SEED: return cli_uint(p, 0, UINT64_MAX, &o->seed);
+    case O_SERIES0: return cli_uint(p, 1, UINT64_MAX / 2, &o->series0);
+    case O_ANGLES: return cli_index_list(p, &o->angles, &o->n_angles);
     }
-    free(copy);
-    return 0;
+    return -1;
 }
 
+/* CLI_OK, or the exit status (help printed: -1 for "stop with 0"). */
 static int parse_args(int argc, char **argv, replay_opts *o)
 {
     *o = (replay_opts){.endpoint = "tcp://*:9999", .meta_endpoint = "tcp://*:9996", .positions = "header",
                        .protocol = 1, .enc = APT_ENC_BSLZ4, .detail = APT_DETAIL_BASIC, .wait_s = 30,
                        .seed = 1, .series0 = 1};
-    const char *comp = "bslz4";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x;
-        uint64_t u;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            replay_usage(stdout);
-            exit(0);
-        } else if (a[0] != '-') {
-            if (o->scan) {
-                fprintf(stderr, "replay: more than one scan file given ('%s')\n", a);
-                return -1;
-            }
-            o->scan = a;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "replay: %s needs a value\n", a);
-            return -1;
-        }
-        i++;
-        if (!strcmp(a, "--endpoint"))
-            o->endpoint = v;
-        else if (!strcmp(a, "--metadata-endpoint"))
-            o->meta_endpoint = v;
-        else if (!strcmp(a, "--protocol") && (!strcmp(v, "v1") || !strcmp(v, "v2")))
-            o->protocol = v[1] - '0';
-        else if (!strcmp(a, "--compression") && (!strcmp(v, "bslz4") || !strcmp(v, "lz4") || !strcmp(v, "none")))
-            comp = v;
-        else if (!strcmp(a, "--positions") && (!strcmp(v, "header") || !strcmp(v, "frame") ||
-                                               !strcmp(v, "metadata") || !strcmp(v, "none")))
-            o->positions = v;
-        else if (!strcmp(a, "--header-detail") && (!strcmp(v, "all") || !strcmp(v, "basic") || !strcmp(v, "none")))
-            o->detail = v[0] == 'a' ? APT_DETAIL_ALL : v[0] == 'b' ? APT_DETAIL_BASIC : APT_DETAIL_NONE;
-        else if (!strcmp(a, "--rate") && !cli_parse_double(v, &x) && x >= 0)
-            o->rate = x;
-        else if (!strcmp(a, "--wait") && !cli_parse_double(v, &x) && x > 0)
-            o->wait_s = x;
-        else if (!strcmp(a, "--drop") && !cli_parse_double(v, &x) && x >= 0 && x <= 1)
-            o->drop = x;
-        else if (!strcmp(a, "--duplicate") && !cli_parse_double(v, &x) && x >= 0 && x <= 1)
-            o->duplicate = x;
-        else if (!strcmp(a, "--nopos") && !cli_parse_double(v, &x) && x >= 0 && x <= 1)
-            o->nopos = x;
-        else if (!strcmp(a, "--stale") && !cli_parse_u64(v, &u))
-            o->stale = u;
-        else if (!strcmp(a, "--garbage") && !cli_parse_u64(v, &u))
-            o->garbage = u;
-        else if (!strcmp(a, "--seed") && !cli_parse_u64(v, &u))
-            o->seed = u;
-        else if (!strcmp(a, "--series0") && !cli_parse_u64(v, &u) && u > 0)
-            o->series0 = u;
-        else if (!strcmp(a, "--angles") && !parse_angles(v, o))
-            ;
-        else {
-            fprintf(stderr, "replay: bad option or value: %s %s\n", a, v);
-            return -1;
-        }
-    }
-    if (!o->scan) {
-        fprintf(stderr, "replay: no scan file given\n");
-        return -1;
-    }
-    if (o->nopos > 0 && strcmp(o->positions, "frame")) {
-        fprintf(stderr, "replay: --nopos needs --positions frame\n");
-        return -1;
-    }
-    o->enc = !strcmp(comp, "bslz4") ? APT_ENC_BSLZ4
-           : !strcmp(comp, "none") ? APT_ENC_NONE : o->protocol == 1 ? APT_ENC_LZ4 : APT_ENC_H5LZ4;
+    int comp = 0, c;
+    cli_parser p;
+    cli_init(&p, "replay", HELP, NULL, LONGOPTS, argc, argv);
+    while ((c = cli_next(&p)) > 0)
+        if (parse_opt(&p, c, o, &comp))
+            return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status == CLI_OK ? -1 : p.status;
+    if (cli_args(&p, 1, 1, "SCAN.h5"))
+        return CLI_USAGE;
+    o->scan = p.args[0];
+    if (o->nopos > 0 && strcmp(o->positions, "frame"))
+        return cli_fail(&p, "--nopos needs --positions frame");
+    o->enc = comp == 0 ? APT_ENC_BSLZ4 : comp == 2 ? APT_ENC_NONE : o->protocol == 1 ? APT_ENC_LZ4 : APT_ENC_H5LZ4;
     rng_state = o->seed * 0x9E3779B97F4A7C15ULL + 1;
-    return 0;
+    return CLI_OK;
 }
 
 static void *bind_push(void *ctx, const char *ep, double wait_s, apt_error *err)
@@ -421,14 +414,15 @@ static void *bind_push(void *ctx, const char *ep, double wait_s, apt_error *err)
 int cmd_replay(int argc, char **argv)
 {
     replay_opts o;
-    if (parse_args(argc, argv, &o)) {
-        replay_usage(stderr);
-        return CLI_USAGE;
+    int prc = parse_args(argc, argv, &o);
+    if (prc) {
+        free(o.angles);
+        return prc < 0 ? CLI_OK : prc;
     }
     apt_error err = {0};
     apt_scanfile *sf = NULL;
     if (apt_scanfile_open(o.scan, &sf, &err)) {
-        fprintf(stderr, "replay: %s\n", err.msg);
+        cli_error("%s", err.msg);
         free(o.angles);
         return CLI_USAGE;
     }
@@ -438,29 +432,36 @@ int cmd_replay(int argc, char **argv)
         for (uint32_t i = 0; o.angles && i < h->n_angles; i++)
             o.angles[o.n_angles++] = i;
     }
-    for (size_t i = 0; i < o.n_angles; i++)
+    uint64_t frames = 0; /* the bar counts frames */
+    for (size_t i = 0; i < o.n_angles; i++) {
+        uint32_t J = 0, H, W, elem;
         if (o.angles[i] >= h->n_angles) {
-            fprintf(stderr, "replay: --angles: %s has %u angles, no index %u\n", o.scan, h->n_angles, o.angles[i]);
+            cli_error("--angles: %s has %u angles, no index %u", o.scan, h->n_angles, o.angles[i]);
             apt_scanfile_close(&sf, NULL);
             free(o.angles);
             return CLI_USAGE;
         }
+        if (apt_scanfile_angle_dims(sf, o.angles[i], &J, &H, &W, &elem, NULL) == APT_OK)
+            frames += J;
+    }
     void *ctx = zmq_ctx_new();
     void *sock = bind_push(ctx, o.endpoint, o.wait_s, &err);
     void *msock = sock && !strcmp(o.positions, "metadata") ? bind_push(ctx, o.meta_endpoint, o.wait_s, &err) : NULL;
     series_sum *sums = calloc(o.n_angles ? o.n_angles : 1, sizeof *sums);
     int rc = (!sock || (!strcmp(o.positions, "metadata") && !msock)) ? APT_EIO : sums ? APT_OK : APT_ENOMEM;
     cli_progress prog;
-    cli_progress_start(&prog, "replay", o.n_angles);
+    cli_progress_start(&prog, "replay", frames);
     double t0 = apt_now();
     uint64_t total = 0;
     for (size_t i = 0; rc == APT_OK && i < o.n_angles; i++) {
         uint64_t series = o.series0 + i;
-        rc = replay_angle(&o, sf, sock, msock, o.angles[i], series, i ? series - 1 : 0, &sums[i], &err);
+        rc = replay_angle(&o, sf, sock, msock, o.angles[i], series, i ? series - 1 : 0, &sums[i], &prog, &err);
         total += sums[i].sent + sums[i].duplicates;
-        cli_progress_update(&prog, i + 1);
     }
-    cli_progress_end(&prog);
+    if (rc == APT_OK)
+        cli_progress_end(&prog);
+    else
+        cli_progress_clear(&prog);
     double secs = apt_now() - t0;
     if (rc == APT_OK) {
         printf("{\"scan\":\"%s\",\"protocol\":\"v%d\",\"encoding\":\"%s\",\"positions\":\"%s\",\"seconds\":%.3f,"
@@ -481,7 +482,7 @@ int cmd_replay(int argc, char **argv)
         printf("]}\n");
         fflush(stdout);
     } else {
-        fprintf(stderr, "replay: %s\n", err.msg[0] ? err.msg : "failed");
+        cli_error("%s", err.msg[0] ? err.msg : "failed");
     }
     if (msock)
         zmq_close(msock);

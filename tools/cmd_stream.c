@@ -23,31 +23,32 @@ static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | 
 static int split_v1(const char *path, const uint8_t *d, size_t len, apt_buf *parts, size_t *nparts)
 {
     if (len < 4) {
-        fprintf(stderr, "aptomo stream: %s: v1 container shorter than its 4-byte part count\n", path);
+        fprintf(stderr, "aptomo stream dump: %s: v1 container shorter than its 4-byte part count\n", path);
         return -1;
     }
     uint32_t n = le32(d);
     if (n == 0 || n > V1_MAX_PARTS) {
-        fprintf(stderr, "aptomo stream: %s: v1 container declares %u parts (1..%d)\n", path, n, V1_MAX_PARTS);
+        fprintf(stderr, "aptomo stream dump: %s: v1 container declares %u parts (1..%d)\n", path, n, V1_MAX_PARTS);
         return -1;
     }
     size_t at = 4;
     for (uint32_t i = 0; i < n; i++) {
         if (len - at < 4) {
-            fprintf(stderr, "aptomo stream: %s: v1 container truncated at part %u length\n", path, i + 1);
+            fprintf(stderr, "aptomo stream dump: %s: v1 container truncated at part %u length\n", path, i + 1);
             return -1;
         }
         uint32_t k = le32(d + at);
         at += 4;
         if (k > len - at) {
-            fprintf(stderr, "aptomo stream: %s: v1 part %u declares %u bytes, %zu left\n", path, i + 1, k, len - at);
+            fprintf(stderr, "aptomo stream dump: %s: v1 part %u declares %u bytes, %zu left\n", path, i + 1, k,
+                    len - at);
             return -1;
         }
         parts[i] = (apt_buf){d + at, k};
         at += k;
     }
     if (at != len) {
-        fprintf(stderr, "aptomo stream: %s: %zu trailing bytes after the v1 container\n", path, len - at);
+        fprintf(stderr, "aptomo stream dump: %s: %zu trailing bytes after the v1 container\n", path, len - at);
         return -1;
     }
     *nparts = n;
@@ -113,27 +114,46 @@ static json_t *summary(const apt_stream_msg *m)
     return o;
 }
 
+static const char DUMP_HELP[] =
+    "usage: aptomo stream dump FILE [--v1|--v2] [--channel NAME]\n"
+    "Decodes one captured Eiger stream message and prints a JSON summary (blobs as length + CRC-32, never\n"
+    "decoded); exit 2 with the decoder's reason when it is malformed.\n"
+    "  --v2            FILE is one CBOR message (stream v2, the default)\n"
+    "  --v1            FILE is a v1 container: u32 LE part count, then per part u32 LE length and bytes\n"
+    "  --channel NAME  v2: the channel to report as pixels (default the first)\n";
+
+static const char SAMPLE_HELP[] =
+    "usage: aptomo stream sample DIR\n"
+    "Writes reference messages made by aptomo's encoders into DIR (v1 containers *.bin, v2 CBOR *.cbor: start\n"
+    "at every header detail, images in every encoding and element size, end), for independent readers.\n";
+
+static const char HELP[] =
+    "usage: aptomo stream dump FILE [--v1|--v2] [--channel NAME]\n"
+    "       aptomo stream sample DIR\n"
+    "dump: decode one captured Eiger stream message (v2: one CBOR message, the default; v1: container of\n"
+    "u32 LE part count + per part u32 LE length and bytes) and print a JSON summary; exit 2 if malformed.\n"
+    "sample: write reference messages made by aptomo's encoders into DIR.\n"
+    "aptomo help stream dump|sample: the options of each.\n";
+
 static int dump(int argc, char **argv)
 {
+    static const struct option opts[] = {{"v1", no_argument, NULL, '1'}, {"v2", no_argument, NULL, '2'},
+                                         {"channel", required_argument, NULL, 'c'}, {0}};
     const char *path = NULL, *channel = NULL;
-    int v1 = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--v1"))
-            v1 = 1;
-        else if (!strcmp(argv[i], "--v2"))
-            v1 = 0;
-        else if (!strcmp(argv[i], "--channel") && i + 1 < argc)
-            channel = argv[++i];
-        else if (argv[i][0] == '-' || path) {
-            fprintf(stderr, "aptomo stream dump: unexpected argument '%s'\n", argv[i]);
-            return CLI_USAGE;
-        } else
-            path = argv[i];
+    int v1 = 0, c;
+    cli_parser p;
+    cli_init(&p, "stream dump", DUMP_HELP, NULL, opts, argc, argv);
+    while ((c = cli_next(&p)) > 0) {
+        if (c == '1' || c == '2')
+            v1 = c == '1';
+        else
+            channel = p.arg;
     }
-    if (!path) {
-        fprintf(stderr, "usage: aptomo stream dump FILE [--v1|--v2] [--channel NAME]\n");
+    if (c == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 1, 1, "FILE"))
         return CLI_USAGE;
-    }
+    path = p.args[0];
     size_t len = 0;
     uint8_t *data = cli_read_file(path, DUMP_MAX_FILE, &len);
     if (!data)
@@ -155,7 +175,7 @@ static int dump(int argc, char **argv)
     }
     int status = CLI_OK;
     if (rc) {
-        fprintf(stderr, "aptomo stream: %s: %s\n", path, err.msg);
+        fprintf(stderr, "aptomo stream dump: %s: %s\n", path, err.msg);
         status = CLI_USAGE;
     } else {
         json_t *o = summary(&m);
@@ -163,7 +183,7 @@ static int dump(int argc, char **argv)
         if (s) {
             printf("%s\n", s);
         } else {
-            fprintf(stderr, "aptomo stream: %s: decoded, but the summary could not be formatted as JSON\n", path);
+            fprintf(stderr, "aptomo stream dump: %s: decoded, but the summary could not be formatted as JSON\n", path);
             status = CLI_FAIL;
         }
         free(s);
@@ -281,11 +301,16 @@ static void sample_start(apt_stream_msg *m, const uint8_t *mask)
 
 static int sample(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: aptomo stream sample DIR\n");
+    cli_parser p;
+    int c;
+    cli_init(&p, "stream sample", SAMPLE_HELP, NULL, NULL, argc, argv);
+    while ((c = cli_next(&p)) > 0)
+        ;
+    if (c == CLI_STOP)
+        return p.status;
+    if (cli_args(&p, 1, 1, "DIR"))
         return CLI_USAGE;
-    }
-    const char *dir = argv[2];
+    const char *dir = p.args[0];
     static const apt_encoding encs[] = {APT_ENC_NONE, APT_ENC_BSLZ4, APT_ENC_H5LZ4, APT_ENC_LZ4};
     static const uint32_t elems[] = {1, 2, 4};
     static const char *details[] = {"none", "basic", "all"};
@@ -353,15 +378,6 @@ static int sample(int argc, char **argv)
 
 int cmd_stream(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "dump"))
-        return dump(argc, argv);
-    if (argc >= 2 && !strcmp(argv[1], "sample"))
-        return sample(argc, argv);
-    FILE *f = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? stdout : stderr;
-    fprintf(f, "usage: aptomo stream dump FILE [--v1|--v2] [--channel NAME]\n"
-               "       aptomo stream sample DIR\n"
-               "dump: decode one captured Eiger stream message (v2: one CBOR message, the default; v1: container of\n"
-               "u32 LE part count + per part u32 LE length and bytes) and print a JSON summary; exit 2 if malformed.\n"
-               "sample: write reference messages made by aptomo's encoders into DIR.\n");
-    return f == stdout ? CLI_OK : CLI_USAGE;
+    static const cli_sub subs[] = {{"dump", dump}, {"sample", sample}, {NULL, NULL}};
+    return cli_dispatch("stream", HELP, subs, argc, argv);
 }

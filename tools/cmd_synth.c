@@ -181,82 +181,70 @@ static float *synth_probe(const synth *s)
     return p;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: aptomo synth-scan -o SCAN.h5 [--angles N] [--frames J] [--width W] [--height H]\n"
-            "                         [--dtype uint16|uint32] [--seed S] [--range-deg D] [--flux F]\n"
-            "Writes SYNTHETIC detector data for ingest tests, demos and benchmarks - no physics (use `aptomo\n"
-            "simulate` for that). Each frame: Airy-like disc + speckle halo around the beam centre, Poisson counts,\n"
-            "Eiger-style gap rows/columns at the maximum value, zeros far out. Positions: jittered raster, 100 nm\n"
-            "step. Angles evenly over [-D, +D]. Probe: Gaussian placeholder [1,H,W]. Same seed, same file.\n"
-            "  -o FILE          output scan file (required)\n"
-            "  --angles N       tomographic angles (default 4)\n"
-            "  --frames J       frames per angle (default 64)\n"
-            "  --width W        frame width in pixels (default 1030, at most %u)\n"
-            "  --height H       frame height in pixels (default 514, at most %u)\n"
-            "  --dtype T        uint16 (default) or uint32\n"
-            "  --seed S         PRNG seed (default 1)\n"
-            "  --range-deg D    half angular range in degrees (default 17)\n"
-            "  --flux F         mean counts per frame (default 1e6)\n",
-            SYNTH_MAX_SIDE, SYNTH_MAX_SIDE);
-}
+static const char HELP[] =
+    "usage: aptomo synth-scan -o SCAN.h5 [--angles N] [--frames J] [--width W] [--height H]\n"
+    "                         [--dtype uint16|uint32] [--seed S] [--range-deg D] [--flux F]\n"
+    "Writes SYNTHETIC detector data for ingest tests, demos and benchmarks - no physics (use `aptomo\n"
+    "simulate` for that). Each frame: Airy-like disc + speckle halo around the beam centre, Poisson counts,\n"
+    "Eiger-style gap rows/columns at the maximum value, zeros far out. Positions: jittered raster, 100 nm\n"
+    "step. Angles evenly over [-D, +D]. Probe: Gaussian placeholder [1,H,W]. Same seed, same file.\n"
+    "  -o FILE          output scan file (required)\n"
+    "  --angles N       tomographic angles (default 4)\n"
+    "  --frames J       frames per angle (default 64)\n"
+    "  --width W        frame width in pixels (default 1030, at most 8192)\n"
+    "  --height H       frame height in pixels (default 514, at most 8192)\n"
+    "  --dtype T        uint16 (default) or uint32\n"
+    "  --seed S         PRNG seed (default 1)\n"
+    "  --range-deg D    half angular range in degrees, 0..90 (default 17)\n"
+    "  --flux F         mean counts per frame, 0 < F <= 1e15 (default 1e6)\n";
 
-static int parse_u32(const char *opt, const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
+static int opt_u32(cli_parser *p, uint32_t lo, uint32_t hi, uint32_t *out)
 {
-    uint64_t x;
-    if (!v || cli_parse_u64(v, &x) || x < lo || x > hi) {
-        fprintf(stderr, "synth-scan: %s expects an integer in [%u, %u], got '%s'\n", opt, lo, hi, v ? v : "");
+    uint64_t v;
+    if (cli_uint(p, lo, hi, &v))
         return -1;
-    }
-    *out = (uint32_t)x;
+    *out = (uint32_t)v;
     return 0;
 }
 
+/* 0 parsed, 1 stop with CLI_OK (help), else the exit status. */
 static int parse_args(int argc, char **argv, synth *s, const char **out)
 {
-    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 1;
-        } else if (!strcmp(a, "-o")) {
-            *out = v;
-            bad = !v;
-        } else if (!strcmp(a, "--angles")) {
-            bad = parse_u32(a, v, 1, APT_SCAN_MAX_ANGLES, &s->N);
-        } else if (!strcmp(a, "--frames")) {
-            bad = parse_u32(a, v, 1, APT_SCAN_MAX_FRAMES, &s->J);
-        } else if (!strcmp(a, "--width")) {
-            bad = parse_u32(a, v, 1, SYNTH_MAX_SIDE, &s->W);
-        } else if (!strcmp(a, "--height")) {
-            bad = parse_u32(a, v, 1, SYNTH_MAX_SIDE, &s->H);
-        } else if (!strcmp(a, "--dtype")) {
-            bad = !v || (strcmp(v, "uint16") && strcmp(v, "uint32"));
-            if (!bad)
-                s->elem = !strcmp(v, "uint16") ? 2 : 4;
-        } else if (!strcmp(a, "--seed")) {
-            bad = !v || cli_parse_u64(v, &s->seed);
-        } else if (!strcmp(a, "--range-deg")) {
-            bad = !v || cli_parse_double(v, &s->range_deg) || !(s->range_deg >= 0 && s->range_deg <= 90);
-        } else if (!strcmp(a, "--flux")) {
-            bad = !v || cli_parse_double(v, &s->flux) || !(s->flux > 0 && s->flux <= 1e15);
-        } else {
-            fprintf(stderr, "synth-scan: unknown option '%s'\n", a);
-            usage(stderr);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "synth-scan: bad or missing value for %s%s%s\n", a, v ? ": " : "", v ? v : "");
-            return -1;
+    enum { O_ANGLES = 256, O_FRAMES, O_WIDTH, O_HEIGHT, O_DTYPE, O_SEED, O_RANGE, O_FLUX };
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},     {"angles", required_argument, NULL, O_ANGLES},
+        {"frames", required_argument, NULL, O_FRAMES}, {"width", required_argument, NULL, O_WIDTH},
+        {"height", required_argument, NULL, O_HEIGHT}, {"dtype", required_argument, NULL, O_DTYPE},
+        {"seed", required_argument, NULL, O_SEED},     {"range-deg", required_argument, NULL, O_RANGE},
+        {"flux", required_argument, NULL, O_FLUX},     {0}};
+    static const char *const dtypes[] = {"uint16", "uint32", NULL};
+    cli_parser p;
+    int c = 0, bad = 0, k;
+    cli_init(&p, "synth-scan", HELP, "o:", opts, argc, argv);
+    while (!bad && (c = cli_next(&p)) > 0) {
+        switch (c) {
+        case 'o': *out = p.arg; break;
+        case O_ANGLES: bad = opt_u32(&p, 1, APT_SCAN_MAX_ANGLES, &s->N); break;
+        case O_FRAMES: bad = opt_u32(&p, 1, APT_SCAN_MAX_FRAMES, &s->J); break;
+        case O_WIDTH: bad = opt_u32(&p, 1, SYNTH_MAX_SIDE, &s->W); break;
+        case O_HEIGHT: bad = opt_u32(&p, 1, SYNTH_MAX_SIDE, &s->H); break;
+        case O_DTYPE:
+            if (!(bad = cli_choice(&p, dtypes, &k)))
+                s->elem = k ? 4 : 2;
+            break;
+        case O_SEED: bad = cli_uint(&p, 0, UINT64_MAX, &s->seed); break;
+        case O_RANGE: bad = cli_real(&p, 0, 90, 0, &s->range_deg); break;
+        case O_FLUX: bad = cli_real(&p, 0, 1e15, CLI_OPEN_LO, &s->flux); break;
         }
     }
-    if (!*out) {
-        fprintf(stderr, "synth-scan: -o SCAN.h5 is required\n");
-        usage(stderr);
-        return -1;
-    }
+    if (bad)
+        return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status == CLI_OK ? 1 : p.status;
+    if (cli_args(&p, 0, 0, ""))
+        return CLI_USAGE;
+    if (!*out)
+        return cli_fail(&p, "-o SCAN.h5 is required");
     return 0;
 }
 
@@ -270,7 +258,7 @@ static int synth_write(synth *s, const char *out)
     apt_scanfile *sf = NULL;
     int rc = -1;
     if (!angles || !pos || !buf || synth_plan(s) || !(probe = synth_probe(s))) {
-        fprintf(stderr, "synth-scan: out of memory\n");
+        fprintf(stderr, "aptomo synth-scan: out of memory\n");
         goto done;
     }
     for (uint32_t a = 0; a < s->N; a++)
@@ -304,7 +292,7 @@ static int synth_write(synth *s, const char *out)
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "synth-scan: %s\n", err.msg);
+    fprintf(stderr, "aptomo synth-scan: %s\n", err.msg);
     apt_scanfile_close(&sf, NULL);
 done:
     free(angles);
@@ -322,6 +310,8 @@ int cmd_synth_scan(int argc, char **argv)
     const char *out = NULL;
     int p = parse_args(argc, argv, &s, &out);
     if (p)
-        return p > 0 ? CLI_OK : CLI_USAGE;
+        return p == 1 ? CLI_OK : p;
+    if ((p = cli_check_output("-o", out)))
+        return p;
     return synth_write(&s, out) ? CLI_FAIL : CLI_OK;
 }

@@ -3,7 +3,6 @@
  * scan file (/entry/scan): then each angle goes through the daemon's per-angle ptychography and becomes an
  * integrated-phase projection (apt_angle_projs, src/ptycho/angle_proj.c) on a detector wide enough for the tilted
  * slab; --save-projections keeps them so the other methods need no second ptychography pass. */
-#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,97 +23,85 @@ typedef struct tomo_opts {
     apt_iter_opts it;
 } tomo_opts;
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5 [--iters K] [--nz NZ] [--nx NX]\n"
-               "       [--filter ramp|shepp|hann] [--lambda L] [--subsets S] [--relax R] [--allow-negative]\n"
-               "       [--no-cylinder] [--save-projections P.h5]\n"
-               "       [--threads T] [--config FILE] [--set key=VALUE]...\n"
-               "IN: Data Exchange projections (/exchange/data [Ntheta,Y,U], /exchange/theta in degrees; e.g. from\n"
-               "`aptomo approximant --projections` or --save-projections) or a scan file (/entry/scan: per-angle\n"
-               "ptychography, integrated phase on U columns wide enough for the tilted sample, docs/TOMO.md).\n"
-               "OUT: /exchange/data [NZ,Y,NX]. Defaults: scan file: the ground-truth grid (else tomo.grid);\n"
-               "projections: their volume_shape attribute, else NZ = NX = U. --nx <= U, centred.\n"
-               "--save-projections (scan input): write the projections (with volume_shape) for later runs.\n"
-               "Defaults: fbp ramp; sirt 100 iters relax 1; sart 10 iters, one angle per subset, relax 0.5;\n"
-               "tv 100 iters lambda 0.005 (relative to max|A^T b|); iterative volumes non-negative and\n"
-               "zero outside the cylinder every view sees.\n");
-}
+static const char HELP[] =
+    "usage: aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5 [--iters K] [--nz NZ] [--nx NX]\n"
+    "       [--filter ramp|shepp|hann] [--lambda L] [--subsets S] [--relax R] [--allow-negative]\n"
+    "       [--no-cylinder] [--save-projections P.h5]\n"
+    "       [--threads T] [--config FILE] [--set key=VALUE]...\n"
+    "IN: Data Exchange projections (/exchange/data [Ntheta,Y,U], /exchange/theta in degrees; e.g. from\n"
+    "`aptomo approximant --projections` or --save-projections) or a scan file (/entry/scan: per-angle\n"
+    "ptychography, integrated phase on U columns wide enough for the tilted sample, docs/TOMO.md).\n"
+    "OUT: /exchange/data [NZ,Y,NX]. Defaults: scan file: the ground-truth grid (else tomo.grid);\n"
+    "projections: their volume_shape attribute, else NZ = NX = U. --nx <= U, centred.\n"
+    "--save-projections (scan input): write the projections (with volume_shape) for later runs.\n"
+    "Defaults: fbp ramp; sirt 100 iters relax 1; sart 10 iters, one angle per subset, relax 0.5;\n"
+    "tv 100 iters lambda 0.005 (relative to max|A^T b|); iterative volumes non-negative and\n"
+    "zero outside the cylinder every view sees. Outputs are checked writable before the work; a\n"
+    "progress bar with ETA (ptychography angles, iterations) goes to stderr when it is a terminal.\n";
 
-static int parse_int(const char *v, int lo, int hi, int *out)
-{
-    uint64_t u;
-    if (!v || cli_parse_u64(v, &u) || u < (uint64_t)lo || u > (uint64_t)hi)
-        return -1;
-    *out = (int)u;
-    return 0;
-}
-
+/* CLI_OK, or the exit status to return (-1: help printed, exit 0). */
 static int parse(int argc, char **argv, tomo_opts *o)
 {
+    enum { O_CONFIG = 256, O_SET, O_FILTER, O_ITERS, O_NZ, O_NX, O_SAVE, O_SUBSETS, O_THREADS, O_LAMBDA, O_RELAX,
+           O_ALLOWNEG, O_NOCYL };
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},          {"config", required_argument, NULL, O_CONFIG},
+        {"set", required_argument, NULL, O_SET},           {"filter", required_argument, NULL, O_FILTER},
+        {"iters", required_argument, NULL, O_ITERS},       {"nz", required_argument, NULL, O_NZ},
+        {"nx", required_argument, NULL, O_NX},             {"save-projections", required_argument, NULL, O_SAVE},
+        {"subsets", required_argument, NULL, O_SUBSETS},   {"threads", required_argument, NULL, O_THREADS},
+        {"lambda", required_argument, NULL, O_LAMBDA},     {"relax", required_argument, NULL, O_RELAX},
+        {"allow-negative", no_argument, NULL, O_ALLOWNEG}, {"no-cylinder", no_argument, NULL, O_NOCYL},
+        {0}};
     memset(o, 0, sizeof *o);
     o->filter = "ramp";
-    if (argc < 2)
-        return -1;
-    o->method = argv[1];
+    int iters = -1, subsets = -1, nonneg = 1, cylinder = 1, c = 0, bad = 0;
+    double lambda = NAN, relax = NAN;
+    cli_parser p;
+    cli_init(&p, "tomo", HELP, "o:", opts, argc, argv);
+    while (!bad && (c = cli_next(&p)) > 0) {
+        switch (c) {
+        case 'o': o->out = p.arg; break;
+        case O_CONFIG: o->config = p.arg; break;
+        case O_SET:
+            if (o->n_sets == 64)
+                return cli_fail(&p, "at most 64 --set");
+            o->sets[o->n_sets++] = p.arg;
+            break;
+        case O_FILTER: o->filter = p.arg; break;
+        case O_ITERS: bad = cli_int(&p, 0, 100000, &iters); break;
+        case O_NZ: bad = cli_int(&p, 1, APT_TOMO_MAX_SIDE, &o->nz); break;
+        case O_NX: bad = cli_int(&p, 1, APT_TOMO_MAX_SIDE, &o->nx); break;
+        case O_SAVE: o->save = p.arg; break;
+        case O_SUBSETS: bad = cli_int(&p, 1, APT_TOMO_MAX_ANGLES, &subsets); break;
+        case O_THREADS: bad = cli_int(&p, 0, 256, &o->threads); break;
+        case O_LAMBDA: bad = cli_real(&p, 0, INFINITY, 0, &lambda); break;
+        case O_RELAX: bad = cli_real(&p, 0, 2, CLI_OPEN_LO | CLI_OPEN_HI, &relax); break;
+        case O_ALLOWNEG: nonneg = 0; break;
+        case O_NOCYL: cylinder = 0; break;
+        }
+    }
+    if (bad)
+        return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status == CLI_OK ? -1 : p.status;
+    if (cli_args(&p, 2, 2, "fbp|sirt|sart|tv IN.h5"))
+        return CLI_USAGE;
+    o->method = p.args[0];
+    o->in = p.args[1];
     if (strcmp(o->method, "fbp") && strcmp(o->method, "sirt") && strcmp(o->method, "sart") &&
-        strcmp(o->method, "tv")) {
-        fprintf(stderr, "tomo: method '%s' is not one of fbp, sirt, sart, tv\n", o->method);
-        return -1;
-    }
-    apt_iter_opts_default(&o->it, o->method);
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (a[0] != '-') {
-            if (o->in)
-                return -1;
-            o->in = a;
-            continue;
-        }
-        if (!strcmp(a, "--allow-negative")) {
-            o->it.nonneg = 0;
-            continue;
-        }
-        if (!strcmp(a, "--no-cylinder")) {
-            o->it.cylinder = 0;
-            continue;
-        }
-        if (!v)
-            return -1;
-        i++;
-        if (!strcmp(a, "-o"))
-            o->out = v;
-        else if (!strcmp(a, "--config"))
-            o->config = v;
-        else if (!strcmp(a, "--set") && o->n_sets < 64)
-            o->sets[o->n_sets++] = v;
-        else if (!strcmp(a, "--filter"))
-            o->filter = v;
-        else if (!strcmp(a, "--iters"))
-            bad = parse_int(v, 0, 100000, &o->it.iters);
-        else if (!strcmp(a, "--nz"))
-            bad = parse_int(v, 1, APT_TOMO_MAX_SIDE, &o->nz);
-        else if (!strcmp(a, "--nx"))
-            bad = parse_int(v, 1, APT_TOMO_MAX_SIDE, &o->nx);
-        else if (!strcmp(a, "--save-projections"))
-            o->save = v;
-        else if (!strcmp(a, "--subsets"))
-            bad = parse_int(v, 1, APT_TOMO_MAX_ANGLES, &o->it.subsets);
-        else if (!strcmp(a, "--threads"))
-            bad = parse_int(v, 0, 256, &o->threads);
-        else if (!strcmp(a, "--lambda"))
-            bad = cli_parse_double(v, &o->it.lambda) || !(o->it.lambda >= 0) || !isfinite(o->it.lambda);
-        else if (!strcmp(a, "--relax"))
-            bad = cli_parse_double(v, &o->it.relax) || !(o->it.relax > 0 && o->it.relax < 2);
-        else
-            return -1;
-        if (bad) {
-            fprintf(stderr, "tomo: %s: bad value '%s'\n", a, v);
-            return -1;
-        }
-    }
-    return o->in && o->out ? 0 : -1;
+        strcmp(o->method, "tv"))
+        return cli_fail(&p, "method '%s' is not one of fbp, sirt, sart, tv", o->method);
+    if (!o->out)
+        return cli_fail(&p, "-o OUT.h5 is required");
+    apt_iter_opts_default(&o->it, o->method); /* the method's defaults, then what was given */
+    o->it.iters = iters >= 0 ? iters : o->it.iters;
+    o->it.subsets = subsets >= 0 ? subsets : o->it.subsets;
+    o->it.lambda = isnan(lambda) ? o->it.lambda : lambda;
+    o->it.relax = isnan(relax) ? o->it.relax : relax;
+    o->it.nonneg = nonneg ? o->it.nonneg : 0;
+    o->it.cylinder = cylinder ? o->it.cylinder : 0;
+    return CLI_OK;
 }
 
 /* --- Data Exchange input ------------------------------------------------------------------------------- */
@@ -124,24 +111,25 @@ static int read_theta(const char *path, size_t n, double *theta)
     apt_error err = {0};
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return fprintf(stderr, "tomo: %s: cannot open\n", path), CLI_USAGE;
+        return fprintf(stderr, "aptomo tomo: %s: cannot open\n", path), CLI_USAGE;
     int rc = CLI_USAGE;
     hid_t d = H5Lexists(f, "/exchange/theta", H5P_DEFAULT) > 0 ? H5Dopen2(f, "/exchange/theta", H5P_DEFAULT) : -1;
     hid_t s = d >= 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};
     int rank = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
     if (d < 0)
-        fprintf(stderr, "tomo: %s: /exchange/theta: missing\n", path);
+        fprintf(stderr, "aptomo tomo: %s: /exchange/theta: missing\n", path);
     else if (rank != 1 || H5Sget_simple_extent_dims(s, dims, NULL) < 0 || dims[0] != n)
-        fprintf(stderr, "tomo: %s: /exchange/theta: want %zu angles (first axis of /exchange/data), have %s%llu\n",
+        fprintf(stderr,
+                "aptomo tomo: %s: /exchange/theta: want %zu angles (first axis of /exchange/data), have %s%llu\n",
                 path, n, rank == 1 ? "" : "rank ", rank == 1 ? (unsigned long long)dims[0] : (unsigned long long)rank);
     else if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, theta) < 0)
-        fprintf(stderr, "tomo: %s: /exchange/theta: read failed\n", path);
+        fprintf(stderr, "aptomo tomo: %s: /exchange/theta: read failed\n", path);
     else
         rc = CLI_OK;
     for (size_t i = 0; rc == CLI_OK && i < n; i++)
         if (!isfinite(theta[i])) {
-            fprintf(stderr, "tomo: %s: /exchange/theta[%zu] is not finite\n", path, i);
+            fprintf(stderr, "aptomo tomo: %s: /exchange/theta[%zu] is not finite\n", path, i);
             rc = CLI_USAGE;
         }
     if (s >= 0)
@@ -194,13 +182,13 @@ static int scan_projections(const tomo_opts *o, apt_angle_projs *ps, char **yaml
         apt_angle_result res;
         if (apt_angle_reconstruct_scan(ctx, sf, a, ac.crop, &res, &J, &err)) {
             apt_err_prefix(&err, APT_EINVAL, "angle %u: ", a);
-            cli_progress_end(&pr);
+            cli_progress_clear(&pr);
             goto fail;
         }
         int prc = apt_angle_projs_add(ps, &res, k, &err);
         apt_angle_result_free(&res);
         if (prc) {
-            cli_progress_end(&pr);
+            cli_progress_clear(&pr);
             goto fail;
         }
         cli_progress_update(&pr, a + 1);
@@ -212,7 +200,7 @@ static int scan_projections(const tomo_opts *o, apt_angle_projs *ps, char **yaml
     rc = CLI_OK;
 fail:
     if (rc != CLI_OK)
-        fprintf(stderr, "tomo: %s\n", err.msg[0] ? err.msg : "out of memory");
+        fprintf(stderr, "aptomo tomo: %s\n", err.msg[0] ? err.msg : "out of memory");
     apt_angle_ctx_destroy(&ctx);
     if (sf)
         apt_scanfile_close(&sf, NULL);
@@ -241,26 +229,26 @@ static int dx_projections(const tomo_opts *o, apt_volume *in, double **theta, in
     apt_error err = {0};
     int shape[3];
     if (apt_volume_read(o->in, "/exchange/data", in, &err) || apt_angle_proj_read_shape(o->in, shape, &err)) {
-        fprintf(stderr, "tomo: %s\n", err.msg);
+        fprintf(stderr, "aptomo tomo: %s\n", err.msg);
         return err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
     }
     int n = in->Z;
     *U = in->X;
     *theta = malloc((size_t)(n ? n : 1) * sizeof **theta);
     if (!*theta)
-        return fprintf(stderr, "tomo: out of memory\n"), CLI_FAIL;
+        return fprintf(stderr, "aptomo tomo: out of memory\n"), CLI_FAIL;
     int rc = read_theta(o->in, (size_t)n, *theta);
     if (rc)
         return rc;
     for (size_t i = 0; i < (size_t)n * in->Y * in->X; i++)
         if (!isfinite(in->data[i])) {
-            fprintf(stderr, "tomo: %s: /exchange/data has a non-finite value at element %zu\n", o->in, i);
+            fprintf(stderr, "aptomo tomo: %s: /exchange/data has a non-finite value at element %zu\n", o->in, i);
             return CLI_USAGE;
         }
     double vx = in->voxel_m[2], vy = in->voxel_m[1];
     if (shape[0]) {
         if (shape[1] != in->Y || shape[2] > *U) {
-            fprintf(stderr, "tomo: %s: /exchange/data: volume_shape [%d, %d, %d] does not fit projections "
+            fprintf(stderr, "aptomo tomo: %s: /exchange/data: volume_shape [%d, %d, %d] does not fit projections "
                     "[%d, %d, %d] (Y must match, X <= U)\n", o->in, shape[0], shape[1], shape[2], n, in->Y, *U);
             return CLI_USAGE;
         }
@@ -271,7 +259,7 @@ static int dx_projections(const tomo_opts *o, apt_volume *in, double **theta, in
     g->Z = o->nz ? o->nz : g->Z;
     g->X = o->nx ? o->nx : g->X;
     if (g->X > *U) {
-        fprintf(stderr, "tomo: --nx %d is wider than the %d detector columns of %s\n", g->X, *U, o->in);
+        fprintf(stderr, "aptomo tomo: --nx %d is wider than the %d detector columns of %s\n", g->X, *U, o->in);
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -287,36 +275,27 @@ static int progress_cb(void *user, int iter, int iters)
 int cmd_tomo(int argc, char **argv)
 {
     tomo_opts o;
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        usage(stdout);
-        return CLI_OK;
-    }
-    if (parse(argc, argv, &o)) {
-        usage(stderr);
-        return CLI_USAGE;
-    }
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
     apt_error err = {0};
     apt_fbp_filter filter;
     if (apt_fbp_filter_parse(o.filter, &filter, &err)) {
-        fprintf(stderr, "tomo: --%s\n", err.msg);
+        fprintf(stderr, "aptomo tomo: --%s\nTry 'aptomo help tomo' for usage.\n", err.msg);
         return CLI_USAGE;
     }
+    /* outputs first: the ptychography of a scan file takes hours */
+    if ((rc = cli_check_output("-o", o.out)) || (rc = cli_check_output("--save-projections", o.save)))
+        return rc;
     apt_angle_projs ps = {0};
     apt_volume in = {0};
     float *sino = NULL, *vol = NULL;
     double *theta = NULL, *dx_theta = NULL;
     char *yaml = NULL;
-    int n = 0, U = 0, rc;
+    int n = 0, U = 0;
     apt_grid3 g = {0};
     apt_proj *p = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    const char *outs[2] = {o.out, o.save};
-    for (int f = 0; f < 2; f++)
-        if (outs[f] && cli_check_writable(outs[f])) { /* before the ptychography, not after it */
-            fprintf(stderr, "tomo: %s: cannot write: %s\n", outs[f], strerror(errno));
-            rc = CLI_FAIL;
-            goto out;
-        }
     if (is_scan(o.in)) {
         if ((rc = scan_projections(&o, &ps, &yaml)))
             goto out;
@@ -324,7 +303,8 @@ int cmd_tomo(int argc, char **argv)
         g.Z = ps.vol_Z, g.X = ps.vol_X;
     } else {
         if (o.save) {
-            fprintf(stderr, "tomo: --save-projections: %s already holds projections (it needs a scan file)\n", o.in);
+            fprintf(stderr, "aptomo tomo: --save-projections: %s already holds projections (it needs a scan file)\n",
+                    o.in);
             rc = CLI_USAGE;
             goto out;
         }
@@ -333,20 +313,23 @@ int cmd_tomo(int argc, char **argv)
         sino = in.data, theta = dx_theta, n = in.Z;
     }
     if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_PROJ_GPU, &p, &err)) {
-        fprintf(stderr, "tomo: %s: %s\n", o.in, err.msg);
+        fprintf(stderr, "aptomo tomo: %s: %s\n", o.in, err.msg);
         rc = CLI_USAGE;
         goto out;
     }
     vol = calloc((size_t)g.Z * g.Y * g.X, sizeof *vol);
     if (!vol) {
-        fprintf(stderr, "tomo: out of memory for the volume\n");
+        fprintf(stderr, "aptomo tomo: out of memory for the volume\n");
         rc = CLI_FAIL;
         goto out;
     }
-    cli_progress pr;
+    cli_progress pr; /* per iteration; fbp is one pass */
     o.it.progress = progress_cb;
     o.it.user = &pr;
     cli_progress_start(&pr, o.method, (uint64_t)o.it.iters);
+    if (!strcmp(o.method, "fbp"))
+        pr.tty = 0;
+    cli_progress_update(&pr, 0);
     if (!strcmp(o.method, "fbp"))
         rc = apt_fbp(p, sino, filter, vol, &err);
     else if (!strcmp(o.method, "sirt"))
@@ -355,16 +338,19 @@ int cmd_tomo(int argc, char **argv)
         rc = apt_sart(p, sino, &o.it, vol, &err);
     else
         rc = apt_tv_fista(p, sino, &o.it, vol, &err);
-    cli_progress_end(&pr);
+    if (rc)
+        cli_progress_clear(&pr);
+    else
+        cli_progress_end(&pr);
     if (rc) {
-        fprintf(stderr, "tomo: %s: %s\n", o.method, err.msg);
+        fprintf(stderr, "aptomo tomo: %s: %s\n", o.method, err.msg);
         rc = rc == APT_EINVAL ? CLI_USAGE : CLI_FAIL;
         goto out;
     }
     apt_volume v = {g.Z, g.Y, g.X, {g.vz, g.vy, g.vx}, vol};
     apt_result res = {&v, NULL, theta, (size_t)n, yaml, NULL, NULL, 0};
     if (apt_result_write(o.out, &res, &err)) {
-        fprintf(stderr, "tomo: %s\n", err.msg);
+        fprintf(stderr, "aptomo tomo: %s\n", err.msg);
         rc = CLI_FAIL;
     }
 out:

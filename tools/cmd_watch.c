@@ -1,8 +1,11 @@
 /* cmd_watch.c - `aptomo watch tcp://HOST:PORT`: a terminal dashboard of aptomod's PUB stream. On a TTY it redraws
- * one screen (state, counters, the latest Approximant/baseline/volume/metrics/stop, the last angles); piped, it prints one line per message so it can be logged or
- * grepped. --until/--count make it usable in scripts and the demo. */
+ * one screen (state, angles N of N* with an ETA, the latest Approximant/baseline/volume/metrics/stop, the last
+ * angles); piped, it prints one line per message so it can be logged or grepped. A dashboard started in the middle
+ * of a scan asks the control socket for the latest state ({"cmd":"latest"}: PUB keeps nothing for late joiners),
+ * from --control or the address the status message names. --until/--count make it usable in scripts. */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "aptomo/endpoint.h"
 #include "cli.h"
 
 static volatile int watch_stop = 0;
@@ -27,10 +31,15 @@ static const char *const result_topics[] = {"approximant", "baseline", "volume",
 
 typedef struct watch_view {
     char status[1024];
+    char progress[256];
     char results[WATCH_RESULTS][256];
     char angles[WATCH_ROWS][256];
+    char note[256];
     int n_angles, next;
     uint64_t messages;
+    /* ETA: the count at the first angle seen to arrive and when (n0 -1: none yet), the latest and when */
+    long long n0, n;
+    double t0, t;
 } watch_view;
 
 static long long ival(json_t *o, const char *k) { return (long long)json_integer_value(json_object_get(o, k)); }
@@ -39,7 +48,10 @@ static void draw(const watch_view *v, const char *ep)
 {
     printf("\033[H\033[2J");
     printf("aptomo watch  %s  (%llu messages, Ctrl-C to quit)\n\n", ep, (unsigned long long)v->messages);
-    printf("%s\n\n", v->status[0] ? v->status : "waiting for status...");
+    printf("%s\n", v->status[0] ? v->status : "waiting for status...");
+    printf("%s\n\n", v->progress);
+    if (v->note[0])
+        printf("  %s\n\n", v->note);
     int any = 0;
     for (size_t r = 0; r < WATCH_RESULTS; r++)
         if (v->results[r][0])
@@ -64,6 +76,14 @@ static void format_angle(json_t *h, char *out, size_t n)
     snprintf(out, n, "  %-7lld %-6lld %s %7lld %8lld %8lld %9.1f %8.3f", ival(h, "series"),
              ival(h, "index"), a, ival(h, "frames_used"), ival(h, "frames_dropped"), ival(h, "frames_received"),
              json_number_value(json_object_get(h, "mean_counts")), json_number_value(json_object_get(h, "seconds")));
+}
+
+static void add_angle(watch_view *v, json_t *h)
+{
+    format_angle(h, v->angles[v->next], sizeof v->angles[0]);
+    v->next = (v->next + 1) % WATCH_ROWS;
+    if (v->n_angles < WATCH_ROWS)
+        v->n_angles++;
 }
 
 static const char *num(json_t *o, const char *k, char *buf, size_t n)
@@ -116,117 +136,284 @@ static int format_result(const char *topic, json_t *h, size_t payload, watch_vie
     return 0;
 }
 
-int cmd_watch(int argc, char **argv)
+static void fmt_duration(double s, char *buf, size_t n)
 {
-    const char *ep = NULL, *until = NULL;
-    uint64_t count = 0, until_n = 1;
-    double timeout = 0;
-    int raw = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--until") && i + 1 < argc)
-            until = argv[++i];
-        else if (!strcmp(argv[i], "--until-count") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &until_n))
-            i++;
-        else if (!strcmp(argv[i], "--count") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &count))
-            i++;
-        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc && !cli_parse_double(argv[i + 1], &timeout))
-            i++;
-        else if (!strcmp(argv[i], "--json"))
-            raw = 1;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: aptomo watch tcp://HOST:PORT [--json] [--count N] [--until TOPIC [--until-count N]]\n"
-                   "                    [--timeout S]\n"
-                   "Dashboard of aptomod's results stream. Piped (or --json): one line per message, topic then\n"
-                   "header JSON. --until TOPIC exits after N messages of TOPIC (e.g. --until angle --until-count 8),\n"
-                   "--timeout S exits 1 if that has not happened after S seconds.\n");
-            return CLI_OK;
-        } else if (argv[i][0] != '-' && !ep)
-            ep = argv[i];
-        else {
-            fprintf(stderr, "watch: bad argument '%s'\n", argv[i]);
-            return CLI_USAGE;
+    if (s < 90)
+        snprintf(buf, n, "%.0f s", s);
+    else if (s < 5400)
+        snprintf(buf, n, "%.0f min", s / 60);
+    else
+        snprintf(buf, n, "%.1f h", s / 3600);
+}
+
+/* The status line and "angles N of N*" with the time to N* at the rate angles have been arriving. */
+static void on_status(watch_view *v, json_t *h, double now)
+{
+    snprintf(v->status, sizeof v->status, "state %-14s series %-6lld frames %-9lld dropped %-7lld queue %lld",
+             str(h, "state"), ival(h, "series"), ival(h, "frames_received"), ival(h, "frames_dropped"),
+             ival(h, "queue_depth"));
+    long long n = ival(h, "angles_done"), n_star = ival(h, "n_star");
+    if (v->t == 0 || n < v->n) { /* first status, or a reset: the rate starts over */
+        v->n = n, v->t = now, v->n0 = -1;
+    } else if (n != v->n) { /* the rate is timed from the first angle seen to arrive */
+        if (v->n0 < 0)
+            v->n0 = n, v->t0 = now;
+        v->n = n, v->t = now;
+    }
+    char eta[64] = "";
+    if (n_star > 0 && n >= n_star) {
+        snprintf(eta, sizeof eta, "N* reached");
+    } else if (n_star > 0 && v->n0 >= 0 && n > v->n0) {
+        char d[32];
+        double per = (v->t - v->t0) / (double)(n - v->n0);
+        fmt_duration(fmax(0, per * (double)(n_star - n) - (now - v->t)), d, sizeof d);
+        snprintf(eta, sizeof eta, "eta %s to N* (%.1f s per angle)", d, per);
+    } else if (n_star > 0) {
+        snprintf(eta, sizeof eta, "eta - (waiting for angles)");
+    }
+    if (n_star > 0)
+        snprintf(v->progress, sizeof v->progress, "angles %lld of %lld  %s", n, n_star, eta);
+    else
+        snprintf(v->progress, sizeof v->progress, "angles %lld", n);
+}
+
+/* The control endpoint the status names, with a wildcard host replaced by the one we subscribe to. */
+static int control_from_status(const char *ctl, const char *sub_ep, char *out, size_t n)
+{
+    const char *host = strstr(ctl, "://"), *port = strrchr(ctl, ':');
+    if (!host || !port || port < host + 3)
+        return -1;
+    host += 3;
+    size_t hl = (size_t)(port - host);
+    if ((hl == 1 && *host == '*') || (hl == 7 && !strncmp(host, "0.0.0.0", 7))) {
+        const char *sh = strstr(sub_ep, "://"), *sp = strrchr(sub_ep, ':');
+        if (!sh || !sp || sp < sh + 3)
+            return -1;
+        snprintf(out, n, "tcp://%.*s%s", (int)(sp - sh - 3), sh + 3, port);
+    } else {
+        snprintf(out, n, "%s", ctl);
+    }
+    return apt_endpoint_check(out, APT_EP_CONNECT, NULL) ? -1 : 0;
+}
+
+/* {"cmd":"latest"} on the control socket; NULL with a note when it does not answer. */
+static json_t *fetch_latest(void *ctx, const char *ctl, watch_view *v)
+{
+    void *req = zmq_socket(ctx, ZMQ_REQ);
+    int tmo = 3000, linger = 0;
+    zmq_setsockopt(req, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(req, ZMQ_SNDTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
+    json_t *r = NULL;
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    if (zmq_connect(req, ctl) == 0 && zmq_send(req, "{\"cmd\":\"latest\"}", 16, 0) == 16 &&
+        zmq_msg_recv(&msg, req, 0) >= 0)
+        r = json_loadb(zmq_msg_data(&msg), zmq_msg_size(&msg), 0, NULL);
+    zmq_msg_close(&msg);
+    zmq_close(req);
+    if (!json_is_true(json_object_get(r, "ok"))) {
+        snprintf(v->note, sizeof v->note, "no latest state from %.100s (%.80s): showing new messages only", ctl,
+                 r ? str(r, "error") : "no answer");
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void apply_latest(watch_view *v, json_t *r, double now)
+{
+    json_t *topics = json_object_get(r, "topics"), *angles = json_object_get(r, "angles"), *h;
+    const char *topic;
+    json_object_foreach(topics, topic, h)
+        format_result(topic, h, (size_t)ival(h, "payload_bytes"), v);
+    size_t n = json_array_size(angles);
+    for (size_t i = n > WATCH_ROWS ? n - WATCH_ROWS : 0; i < n; i++)
+        add_angle(v, json_array_get(angles, i));
+    if (json_is_object(json_object_get(r, "status")))
+        on_status(v, json_object_get(r, "status"), now);
+    snprintf(v->note, sizeof v->note, "joined a running scan: the state above is aptomod's latest (%zu angles)", n);
+}
+
+#define HELP                                                                                                        \
+    "usage: aptomo watch tcp://HOST:PORT [--json] [--count N] [--until TOPIC [--until-count N]] [--timeout S]\n"  \
+    "                    [--control tcp://HOST:PORT] [--latest]\n"                                               \
+    "Dashboard of aptomod's results stream: on a terminal one screen with the state, angles N of N* and the\n"   \
+    "time to N*, the latest Approximant/baseline/volume/metrics/stop and the last angles. A dashboard that\n"   \
+    "starts mid-scan shows the daemon's latest state at once: it asks the control socket (--control, else the\n" \
+    "address the status message names) for {\"cmd\":\"latest\"}.\n"                                            \
+    "Piped (or --json): one line per message, topic then header JSON (+N bytes of payload); --latest also\n"    \
+    "prints that state first as one line 'latest {...}'.\n"                                                       \
+    "  --until TOPIC       exit 0 after N messages of TOPIC (--until-count N, default 1), e.g. --until stop\n"     \
+    "  --count N           exit 0 after N messages\n"                                                            \
+    "  --timeout S         exit 1 if --until/--count is not met within S seconds (S > 0)\n"                     \
+    "  --control EP        aptomod's control socket, for the latest state\n"                                     \
+    "  --latest            piped: print the latest state first (a terminal dashboard always asks for it)\n"      \
+    "  --json              one line per message even on a terminal\n"
+
+enum { O_JSON = 256, O_COUNT, O_UNTIL, O_UNTIL_N, O_TIMEOUT, O_CONTROL, O_LATEST };
+static const struct option LONGOPTS[] = {
+    {"json", no_argument, NULL, O_JSON},           {"count", required_argument, NULL, O_COUNT},
+    {"until", required_argument, NULL, O_UNTIL},   {"until-count", required_argument, NULL, O_UNTIL_N},
+    {"timeout", required_argument, NULL, O_TIMEOUT}, {"control", required_argument, NULL, O_CONTROL},
+    {"latest", no_argument, NULL, O_LATEST},       {0}};
+
+typedef struct watch_opts {
+    const char *ep, *until, *control;
+    uint64_t count, until_n;
+    double timeout;
+    int raw, latest;
+} watch_opts;
+
+/* CLI_OK, -1 (help printed) or CLI_USAGE. */
+static int parse(int argc, char **argv, watch_opts *o)
+{
+    *o = (watch_opts){.until_n = 1};
+    cli_parser p;
+    cli_init(&p, "watch", HELP, NULL, LONGOPTS, argc, argv);
+    int c, bad = 0;
+    while (!bad && (c = cli_next(&p)) > 0) {
+        switch (c) {
+        case O_JSON: o->raw = 1; break;
+        case O_LATEST: o->latest = 1; break;
+        case O_UNTIL: o->until = p.arg; break;
+        case O_COUNT: bad = cli_uint(&p, 1, UINT64_MAX, &o->count); break;
+        case O_UNTIL_N: bad = cli_uint(&p, 1, UINT64_MAX, &o->until_n); break;
+        case O_TIMEOUT: bad = cli_real(&p, 0, 1e9, CLI_OPEN_LO, &o->timeout); break;
+        case O_CONTROL: o->control = p.arg, bad = cli_endpoint(&p, APT_EP_CONNECT); break;
         }
     }
-    if (!ep) {
-        fprintf(stderr, "watch: endpoint required, e.g. aptomo watch tcp://127.0.0.1:9998\n");
+    if (bad)
         return CLI_USAGE;
+    if (c == CLI_STOP)
+        return p.status == CLI_OK ? -1 : p.status;
+    if (cli_args(&p, 1, 1, "tcp://HOST:PORT"))
+        return CLI_USAGE;
+    o->ep = p.args[0];
+    if (apt_endpoint_check(o->ep, APT_EP_CONNECT, NULL)) {
+        apt_error e = {0};
+        apt_endpoint_check(o->ep, APT_EP_CONNECT, &e);
+        return cli_fail(&p, "%s", e.msg);
     }
+    return CLI_OK;
+}
+
+/* One message (topic, header JSON, payload size) received: print it or update the screen. */
+static void on_message(watch_view *v, int tty, const char *topic, const char *header, size_t payload, json_t *h,
+                       double now)
+{
+    v->messages++;
+    if (!tty) {
+        printf("%s %s", topic, header ? header : "{}");
+        if (payload)
+            printf(" +%zu bytes", payload);
+        printf("\n");
+        fflush(stdout);
+    } else if (h && !strcmp(topic, "status")) {
+        on_status(v, h, now);
+    } else if (h && !strcmp(topic, "angle")) {
+        add_angle(v, h);
+    } else if (h) {
+        format_result(topic, h, payload, v);
+    }
+}
+
+/* Receives one multipart message; 0, or -1 when none arrived within the socket's timeout. */
+static int recv_message(void *sub, char *topic, size_t tn, char **header, size_t *payload)
+{
+    int n = zmq_recv(sub, topic, tn - 1, 0);
+    if (n < 0)
+        return -1;
+    topic[n < (int)tn - 1 ? n : (int)tn - 1] = '\0';
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &ml);
+    *header = NULL;
+    *payload = 0;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sub, 0) < 0) {
+            zmq_msg_close(&part);
+            break;
+        }
+        if (!*header)
+            *header = strndup(zmq_msg_data(&part), zmq_msg_size(&part));
+        else
+            *payload += zmq_msg_size(&part);
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    return 0;
+}
+
+int cmd_watch(int argc, char **argv)
+{
+    watch_opts o;
+    int prc = parse(argc, argv, &o);
+    if (prc)
+        return prc < 0 ? CLI_OK : prc;
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
     void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
     int tmo = 200;
     zmq_setsockopt(sub, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
-    if (zmq_connect(sub, ep) != 0) {
-        fprintf(stderr, "watch: connect %s: %s\n", ep, zmq_strerror(errno));
+    if (zmq_connect(sub, o.ep) != 0) {
+        cli_error("connect %s: %s", o.ep, zmq_strerror(errno));
         zmq_close(sub);
         zmq_ctx_term(ctx);
         return CLI_USAGE;
     }
-    int tty = !raw && isatty(STDOUT_FILENO);
+    int tty = !o.raw && isatty(STDOUT_FILENO), want_latest = tty || o.latest;
     watch_view v = {0};
     uint64_t seen = 0, until_seen = 0;
     double t0 = apt_now();
     int rc = CLI_OK;
+    char ctl[300] = "";
+    if (o.control)
+        snprintf(ctl, sizeof ctl, "%s", o.control);
+    if (tty)
+        draw(&v, o.ep);
     while (!watch_stop) {
-        if (timeout > 0 && apt_now() - t0 > timeout) {
-            fprintf(stderr, "watch: timeout after %.0f s\n", timeout);
+        double now = apt_now();
+        if (o.timeout > 0 && now - t0 > o.timeout) {
+            cli_error("timeout after %g s", o.timeout);
             rc = CLI_FAIL;
             break;
         }
-        char topic[64] = "";
-        int n = zmq_recv(sub, topic, sizeof topic - 1, 0);
-        if (n < 0)
-            continue;
-        topic[n < (int)sizeof topic - 1 ? n : (int)sizeof topic - 1] = '\0';
-        int more = 0;
-        size_t ml = sizeof more;
-        zmq_getsockopt(sub, ZMQ_RCVMORE, &more, &ml);
-        char *header = NULL;
-        size_t payload = 0;
-        while (more) {
-            zmq_msg_t part;
-            zmq_msg_init(&part);
-            if (zmq_msg_recv(&part, sub, 0) < 0) {
-                zmq_msg_close(&part);
-                break;
+        if (want_latest && ctl[0]) { /* once, as soon as the control address is known */
+            want_latest = 0;
+            json_t *r = fetch_latest(ctx, ctl, &v);
+            if (r && !tty) {
+                char *text = json_dumps(r, JSON_COMPACT);
+                printf("latest %s\n", text ? text : "{}");
+                fflush(stdout);
+                free(text);
+            } else if (r) {
+                apply_latest(&v, r, now);
             }
-            if (!header)
-                header = strndup(zmq_msg_data(&part), zmq_msg_size(&part));
-            else
-                payload += zmq_msg_size(&part);
-            more = zmq_msg_more(&part);
-            zmq_msg_close(&part);
+            json_decref(r);
+            if (tty)
+                draw(&v, o.ep);
         }
-        v.messages++;
-        seen++;
+        char topic[64], *header;
+        size_t payload;
+        if (recv_message(sub, topic, sizeof topic, &header, &payload))
+            continue;
         json_t *h = header ? json_loads(header, 0, NULL) : NULL;
-        if (!tty) {
-            printf("%s %s", topic, header ? header : "{}");
-            if (payload)
-                printf(" +%zu bytes", payload);
-            printf("\n");
-            fflush(stdout);
-        } else if (h && !strcmp(topic, "status")) {
-            snprintf(v.status, sizeof v.status,
-                     "state %-14s series %-6lld angles %-5lld frames %-9lld dropped %-7lld queue %lld",
-                     str(h, "state"), ival(h, "series"), ival(h, "angles_done"),
-                     ival(h, "frames_received"), ival(h, "frames_dropped"), ival(h, "queue_depth"));
-        } else if (h && !strcmp(topic, "angle")) {
-            format_angle(h, v.angles[v.next], sizeof v.angles[0]);
-            v.next = (v.next + 1) % WATCH_ROWS;
-            if (v.n_angles < WATCH_ROWS)
-                v.n_angles++;
-        } else if (h) {
-            format_result(topic, h, payload, &v);
-        }
+        if (want_latest && !ctl[0] && h && !strcmp(topic, "status") && json_is_string(json_object_get(h, "control")) &&
+            control_from_status(str(h, "control"), o.ep, ctl, sizeof ctl))
+            want_latest = 0; /* an address we cannot reach: new messages only */
+        on_message(&v, tty, topic, header, payload, h, now);
+        seen++;
         if (tty)
-            draw(&v, ep);
+            draw(&v, o.ep);
         json_decref(h);
         free(header);
-        if (until && !strcmp(topic, until) && ++until_seen >= until_n)
+        if (o.until && !strcmp(topic, o.until) && ++until_seen >= o.until_n)
             break;
-        if (count && seen >= count)
+        if (o.count && seen >= o.count)
             break;
     }
     zmq_close(sub);

@@ -51,31 +51,37 @@ static int read_x(const char *fname, float **x, hsize_t d[5], apt_error *err)
     return rc;
 }
 
+static const char FORWARD_HELP[] =
+    "usage: aptomo kernel nn-forward [--threads N] [--backend cpu|gpu|auto] W.safetensors IN.h5 OUT.h5\n"
+    "Eval-mode forward of the network of docs/NETWORK.md, the exact library path of aptomo infer and the daemon.\n"
+    "  IN: /x float [B,1,Z,Y,X] (already normalised).  OUT: /y float32 [B,1,Z',Y',X'] and weights_id.\n"
+    "  --threads N    threads, 0 = one per core, at most 64 (default 0)\n"
+    "  --backend B    cpu, gpu or auto (default: auto)\n";
+
 int kernel_nn_forward(int argc, char **argv)
 {
-    int threads = 0;
-    const char *paths[3] = {0}, *backend = NULL;
-    int np = 0;
-    for (int i = 1; i < argc; i++) {
-        uint64_t v;
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc && !cli_parse_u64(argv[i + 1], &v) && v <= 64) {
-            threads = (int)v;
-            i++;
-        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-            backend = argv[++i];
-        } else if (argv[i][0] != '-' && np < 3) {
-            paths[np++] = argv[i];
-        } else {
-            np = -1;
-            break;
-        }
+    static const struct option opts[] = {{"threads", required_argument, NULL, 't'},
+                                         {"backend", required_argument, NULL, 'b'}, {0}};
+    static const char *const backends[] = {"cpu", "gpu", "auto", NULL};
+    int threads = 0, oc = 0, perr = 0, k;
+    const char *backend = NULL;
+    cli_parser cp;
+    cli_init(&cp, "kernel nn-forward", FORWARD_HELP, NULL, opts, argc, argv);
+    while (!perr && (oc = cli_next(&cp)) > 0) {
+        if (oc == 't')
+            perr = cli_int(&cp, 0, 64, &threads);
+        else if (!(perr = cli_choice(&cp, backends, &k)))
+            backend = backends[k];
     }
-    if (np != 3) {
-        fprintf(stderr, "usage: aptomo kernel nn-forward [--threads N] [--backend cpu|gpu|auto] W.safetensors IN.h5 "
-                        "OUT.h5\n  IN: /x float [B,1,Z,Y,X] (already normalised).  OUT: /y float32 [B,1,Z',Y',X'] "
-                        "(eval-mode forward of NETWORK.md).\n");
+    if (perr)
         return CLI_USAGE;
-    }
+    if (oc == CLI_STOP)
+        return cp.status;
+    if (cli_args(&cp, 3, 3, "W.safetensors IN.h5 OUT.h5"))
+        return CLI_USAGE;
+    const char *paths[3] = {cp.args[0], cp.args[1], cp.args[2]};
+    if ((oc = cli_check_output("OUT.h5", paths[2])))
+        return oc;
     apt_h5io_quiet();
     apt_error err = {0};
     apt_nn_model *m = NULL;
@@ -166,29 +172,41 @@ static int init_tensor(const char *name, apt_nn_kind kind, int rank, const long 
     return apt_st_writer_add(c->w, name, kind == APT_NN_BN_COUNT ? APT_ST_I64 : APT_ST_F32, rank, sh, buf, c->err);
 }
 
+static const char INIT_HELP[] =
+    "usage: aptomo kernel nn-init --arch ARCH.json [--seed S] [--input '{\"mean\":M,\"std\":S}'] OUT.safetensors\n"
+    "Random weights for an arch (Kaiming-normal convs, BN weight 1 bias 0, running stats near 0/1, random\n"
+    "relative embeddings), written by aptomo's safetensors writer with the arch in the metadata.\n"
+    "  --arch ARCH.json  the architecture (docs/NETWORK.md), required\n"
+    "  --seed S          PRNG seed (default 0)\n"
+    "  --input JSON      input normalisation stored with the weights\n";
+
 int kernel_nn_init(int argc, char **argv)
 {
+    static const struct option opts[] = {{"arch", required_argument, NULL, 'a'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"input", required_argument, NULL, 'i'}, {0}};
     const char *arch_path = NULL, *out = NULL, *input = NULL;
     uint64_t seed = 0;
-    int ok = 1;
-    for (int i = 1; i < argc && ok; i++) {
-        if (!strcmp(argv[i], "--arch") && i + 1 < argc)
-            arch_path = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
-            ok = !cli_parse_u64(argv[++i], &seed);
-        else if (!strcmp(argv[i], "--input") && i + 1 < argc)
-            input = argv[++i];
-        else if (argv[i][0] != '-' && !out)
-            out = argv[i];
+    int oc = 0, perr = 0;
+    cli_parser cp;
+    cli_init(&cp, "kernel nn-init", INIT_HELP, NULL, opts, argc, argv);
+    while (!perr && (oc = cli_next(&cp)) > 0) {
+        if (oc == 'a')
+            arch_path = cp.arg;
+        else if (oc == 'i')
+            input = cp.arg;
         else
-            ok = 0;
+            perr = cli_uint(&cp, 0, UINT64_MAX, &seed);
     }
-    if (!ok || !arch_path || !out) {
-        fprintf(stderr, "usage: aptomo kernel nn-init --arch ARCH.json [--seed S] [--input '{\"mean\":M,\"std\":S}'] "
-                        "OUT.safetensors\n  random weights (Kaiming-normal convs, BN weight 1 bias 0, running stats "
-                        "near 0/1, random relative embeddings)\n");
+    if (perr)
         return CLI_USAGE;
-    }
+    if (oc == CLI_STOP)
+        return cp.status;
+    if (cli_args(&cp, 1, 1, "OUT.safetensors"))
+        return CLI_USAGE;
+    out = cp.args[0];
+    if (!arch_path)
+        return cli_fail(&cp, "--arch ARCH.json is required");
     json_error_t je;
     json_t *arch = json_load_file(arch_path, 0, &je);
     if (!arch) {

@@ -83,13 +83,21 @@ double apt_config_list_float(const apt_config *cfg, const char *key, size_t i, a
 /* APT_CFG_FORM_STRING (a path: apt_config_str) or APT_CFG_FORM_MAPPING (read the keys below it). */
 int apt_config_union_form(const apt_config *cfg, const char *key, apt_error *err);
 
-/* Where the value came from: "default", "FILE:LINE" or "--set"; NULL for an unknown key. */
+/* Where the value came from: "default", "FILE:LINE:COLUMN" (of the key) or "--set"; NULL for an unknown key. */
 const char *apt_config_source(const apt_config *cfg, const char *key);
 bool apt_config_is_set(const apt_config *cfg, const char *key); /* from the file or --set */
 /* Values equal (sources ignored)? key NULL compares every key. */
 bool apt_config_equal(const apt_config *a, const apt_config *b, const char *key);
 /* First key whose values differ, NULL if equal everywhere. */
 const char *apt_config_first_diff(const apt_config *a, const apt_config *b);
+
+/* Refusing a value after loading (a check the schema cannot express, a file that does not load): the message
+   becomes "FILE:LINE:COLUMN: key 'K': WHY", "--set K: WHY", or "FILE: key 'K' (not set, default): WHY", like the
+   loader's own. apt_config_fail formats WHY; apt_config_blame takes err's current message as WHY (dropping a
+   leading "K: "). Both return the code (blame: err's, or APT_EINVAL). */
+int apt_config_fail(const apt_config *cfg, const char *key, apt_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+int apt_config_blame(const apt_config *cfg, const char *key, apt_error *err);
 
 /* The effective configuration as YAML (every key; loads back to an equal config). malloc'd; NULL on OOM. */
 char *apt_config_dump_yaml(const apt_config *cfg);

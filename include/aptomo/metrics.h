@@ -1,4 +1,4 @@
-/* metrics.h - image-quality metrics on volumes (DESIGN.md "Metrics", docs/METRICS.md): Pearson correlation, 3-D
+/* metrics.h - image-quality metrics on volumes (definitions: docs/METRICS.md): Pearson correlation, 3-D
  * MS-SSIM, DSC and BER after a 2-Gaussian-mixture binarisation, and the Fourier shell correlation. Volumes are
  * float32 [Z,Y,X]; everything accumulates in double so a C and a numpy implementation agree to ~1e-10. */
 #ifndef APTOMO_METRICS_H
@@ -12,7 +12,7 @@
    restricts the sum to voxels with mask[i] != 0. */
 double apt_metric_pcc(const float *a, const float *b, size_t n, const unsigned char *mask);
 
-/* MS-SSIM constants (DESIGN.md): 5 scales, 2x2x2 average pooling, Gaussian sigma 1.5, window min(11, dim). */
+/* MS-SSIM constants (docs/METRICS.md): 5 scales, 2x2x2 average pooling, Gaussian sigma 1.5, window min(11, dim). */
 #define APT_MSSSIM_SCALES 5
 #define APT_MSSSIM_MIN_DIM 16 /* 2^(scales-1): every axis must survive four poolings */
 
@@ -54,7 +54,7 @@ int apt_metric_fsc_shells(int Z, int Y, int X);
 int apt_metric_fsc(const float *a, const float *b, int Z, int Y, int X, double *curve, double *threshold_px,
                    apt_error *err);
 
-/* All five metrics of test against ref (DESIGN.md "Metrics"). fsc is owned (apt_metrics_free). */
+/* All five metrics of test against ref (docs/METRICS.md). fsc is owned (apt_metrics_free). */
 typedef struct apt_metrics {
     double pcc, ms_ssim, dsc, ber, fsc_threshold_px;
     double *fsc;

@@ -1,4 +1,4 @@
-/* nn.h - the APT network (shared/NETWORK.md: 3D residual U-net with axial self-attention) in eval mode. Weights come
+/* nn.h - the APT network (docs/NETWORK.md: 3D residual U-net with axial self-attention) in eval mode. Weights come
  * from a safetensors file whose __metadata__["aptomo.arch"] fixes the structure; names/shapes are PyTorch's
  * state_dict. Planned once per input shape (FFTW style), executed with no allocation on repeat calls; the backend
  * (oneDNN on CPU, cuDNN/cuBLAS on GPU) is chosen at load time and never visible to callers. docs/NN.md has details. */

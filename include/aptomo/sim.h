@@ -1,4 +1,4 @@
-/* sim.h - the IC scan simulator behind `aptomo simulate` (docs/physics/sim.md): refractive indices of the IC
+/* sim.h - the IC scan simulator behind `aptomo simulate` (docs/PHYSICS.md "Simulator"): refractive indices of the IC
  * materials, a seeded integrated-circuit phantom (or any given delta/beta volume), a partially coherent zone-plate
  * probe, fly-scan positions, and the per-angle diffraction frames computed with the SAME multislice model the
  * reconstruction inverts (apt_ptycho_forward). Every random choice derives from one seed: same config, same file.
@@ -42,7 +42,7 @@ double apt_sim_wavelength_m(double energy_keV);
    exact away from absorption edges. */
 double apt_sim_delta_electron(double rho_g_cm3, double z_over_a, double wavelength_m);
 /* delta and beta from atomic scattering factors f1, f2 (Henke values tabulated at 8.8 keV, scaled elsewhere;
-   docs/physics/sim.md). energy_keV in [1, 100]. */
+   docs/PHYSICS.md "Materials"). energy_keV in [1, 100]. */
 int apt_sim_material_index(apt_material m, double energy_keV, double *delta, double *beta, apt_error *err);
 
 /* ---- phantom.c: integrated-circuit phantom on a sample grid ---- */

@@ -1,4 +1,4 @@
-/* volume.h - volumes on disk (APS Data Exchange style, DESIGN.md "Files"): read /exchange/data [Z,Y,X] float32
+/* volume.h - volumes on disk (APS Data Exchange style, docs/FILES.md): read /exchange/data [Z,Y,X] float32
  * (+ voxel size), write result files with the refined volume, the Approximant, angles, voxel size, metrics and the
  * configuration used. Sizes are checked before allocation; messages name file and dataset. */
 #ifndef APTOMO_VOLUME_H

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_NAME 64 /* one key component */
 
@@ -18,7 +19,7 @@ typedef struct walk {
     const char *name; /* file name, or NULL for --set */
     yaml_document_t *doc;
     apt_error *err;
-    size_t keyline; /* 1-based line of the key being read: "FILE:LINE" sources point at the key */
+    size_t keyline, keycol; /* 1-based line:column of the key being read: "FILE:LINE:COL" sources name the key */
 } walk;
 
 static int walk_node(walk *w, const char *path, yaml_node_t *node);
@@ -456,7 +457,7 @@ static int default_val(const apt_config_key *k, cfg_val *out, apt_error *err)
     int rc = parse_text(k->def, strlen(k->def), "(schema default)", NULL, &doc, err);
     if (rc)
         return rc;
-    walk w = {NULL, "(schema default)", &doc, err, 0};
+    walk w = {NULL, "(schema default)", &doc, err, 0, 0};
     rc = convert(&w, yaml_document_get_root_node(&doc), k->key, k, out);
     yaml_document_delete(&doc);
     return rc;
@@ -488,8 +489,9 @@ static int set_value(walk *w, const yaml_node_t *node, const apt_config_key *k, 
 {
     char src[300];
     if (w->name)
-        snprintf(src, sizeof src, "%s:%zu", w->name,
-                 w->keyline ? w->keyline : node ? node->start_mark.line + 1 : 1);
+        snprintf(src, sizeof src, "%s:%zu:%zu", w->name,
+                 w->keyline ? w->keyline : node ? node->start_mark.line + 1 : 1,
+                 w->keyline ? w->keycol : node ? node->start_mark.column + 1 : 1);
     if (!(v->src = strdup(w->name ? src : "--set"))) {
         apt_cfg_val_free(v);
         return apt_err(w->err, APT_ENOMEM, "config: out of memory");
@@ -538,6 +540,7 @@ static int walk_mapping(walk *w, const char *path, yaml_node_t *node)
         if (!apt_config_key_find(child) && !is_section(child))
             return unknown_key(w, kn, child);
         w->keyline = kn->start_mark.line + 1;
+        w->keycol = kn->start_mark.column + 1;
         int rc = walk_node(w, child, vn);
         if (rc)
             return rc;
@@ -637,11 +640,13 @@ int apt_config_load_string(const char *text, size_t len, const char *name, apt_c
         if (!text) {
             rc = apt_err(err, APT_EINVAL, "%s: no text", name);
         } else if (!(rc = parse_text(text, len, name, NULL, &doc, err))) {
-            walk w = {cfg, name, &doc, err, 0};
+            walk w = {cfg, name, &doc, err, 0, 0};
             rc = walk_node(&w, "", yaml_document_get_root_node(&doc));
             yaml_document_delete(&doc);
         }
     }
+    if (!rc && !(cfg->name = strdup(name)))
+        rc = apt_err(err, APT_ENOMEM, "config: out of memory");
     if (rc)
         apt_config_destroy(&cfg);
     *out = cfg;
@@ -658,17 +663,22 @@ int apt_config_load(const char *path, apt_config **out, apt_error *err)
     FILE *f = fopen(path, "rb");
     if (!f)
         return apt_err(err, APT_EIO, "%s: %s", path, strerror(errno));
+    struct stat st; /* fopen opens a directory; only the read would fail, with a less helpful message */
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return apt_err(err, APT_EINVAL, "%s: is a directory, not a YAML configuration file", path);
+    }
     char *buf = malloc(APT_CONFIG_MAX_FILE_BYTES + 1);
     if (!buf) {
         fclose(f);
         return apt_err(err, APT_ENOMEM, "config: out of memory");
     }
     size_t len = fread(buf, 1, APT_CONFIG_MAX_FILE_BYTES + 1, f);
-    int bad = ferror(f);
+    int bad = ferror(f), bad_errno = errno;
     fclose(f);
     int rc;
     if (bad)
-        rc = apt_err(err, APT_EIO, "%s: read error", path);
+        rc = apt_err(err, APT_EIO, "%s: read error: %s", path, strerror(bad_errno));
     else if (len > APT_CONFIG_MAX_FILE_BYTES)
         rc = apt_err(err, APT_ERANGE, "%s: larger than the %u-byte bound for a config file", path,
                      APT_CONFIG_MAX_FILE_BYTES);
@@ -704,7 +714,7 @@ int apt_config_set_value(apt_config *cfg, const char *key, const char *value, ap
         apt_config_destroy(&tmp);
         return rc;
     }
-    walk w = {tmp, NULL, &doc, err, 0};
+    walk w = {tmp, NULL, &doc, err, 0, 0};
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     if (!root && k)
         rc = type_error(&w, NULL, key, k);

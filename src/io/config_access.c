@@ -3,6 +3,7 @@
  * abort, because these run inside the daemon; values themselves were range-checked when loaded. */
 #include "config_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,10 @@ int apt_config_clone(const apt_config *cfg, apt_config **out, apt_error *err)
         return apt_err(err, APT_ENOMEM, "config: out of memory");
     }
     c->n = cfg->n;
+    if (cfg->name && !(c->name = strdup(cfg->name))) {
+        apt_config_destroy(&c);
+        return apt_err(err, APT_ENOMEM, "config: out of memory");
+    }
     for (size_t i = 0; i < cfg->n; i++)
         if (val_copy(&cfg->v[i], &c->v[i])) {
             apt_config_destroy(&c);
@@ -80,6 +85,7 @@ void apt_config_destroy(apt_config **cfg)
     for (size_t i = 0; (*cfg)->v && i < (*cfg)->n; i++)
         apt_cfg_val_free(&(*cfg)->v[i]);
     free((*cfg)->v);
+    free((*cfg)->name);
     free(*cfg);
     *cfg = NULL;
 }
@@ -212,4 +218,52 @@ const char *apt_config_first_diff(const apt_config *a, const apt_config *b)
         if (!val_equal(apt_config_key_at(i), &a->v[i], &b->v[i]))
             return apt_config_key_at(i)->key;
     return NULL;
+}
+
+/* Sources are "FILE:LINE:COL" (the key in the file), "--set" or NULL (default): the message then reads like the
+   loader's own, so an operator finds the line whatever stage refused the value. */
+static int blame(const apt_config *cfg, const char *key, apt_error *err, int code, const char *msg)
+{
+    size_t kl = strlen(key);
+    char sub[256];
+    const char *colon = strstr(msg, ": ");
+    if (!strncmp(msg, key, kl) && msg[kl] == ':' && msg[kl + 1] == ' ') {
+        msg += kl + 2; /* the refusing code named the key already */
+    } else if (!strncmp(msg, key, kl) && msg[kl] == '.' && colon && (size_t)(colon - msg) < sizeof sub) {
+        memcpy(sub, msg, (size_t)(colon - msg)); /* it named a key below this one (physics.probe.coherence) */
+        sub[colon - msg] = '\0';
+        if (apt_config_key_find(sub))
+            key = sub, msg = colon + 2;
+    }
+    const apt_config_key *k = apt_config_key_find(key);
+    const char *src = cfg && k ? cfg->v[apt_cfg_index(k)].src : NULL;
+    char text[sizeof err->msg];
+    if (src && !strcmp(src, "--set"))
+        snprintf(text, sizeof text, "--set %s: %s", key, msg);
+    else if (src)
+        snprintf(text, sizeof text, "%s: key '%s': %s", src, key, msg);
+    else if (cfg && cfg->name)
+        snprintf(text, sizeof text, "%s: key '%s' (not set, default): %s", cfg->name, key, msg);
+    else
+        snprintf(text, sizeof text, "key '%s' (default): %s", key, msg);
+    return apt_err(err, code, "%s", text);
+}
+
+int apt_config_fail(const apt_config *cfg, const char *key, apt_error *err, int code, const char *fmt, ...)
+{
+    char msg[sizeof ((apt_error *)0)->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return blame(cfg, key, err, code, msg);
+}
+
+int apt_config_blame(const apt_config *cfg, const char *key, apt_error *err)
+{
+    if (!err)
+        return APT_EINVAL;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return blame(cfg, key, err, err->code ? err->code : APT_EINVAL, msg);
 }

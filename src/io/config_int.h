@@ -19,6 +19,7 @@ typedef struct cfg_val {
 } cfg_val;
 
 struct apt_config {
+    char *name;  /* the file (or text name) it was loaded from; NULL = defaults only */
     size_t n;    /* == apt_config_key_count() */
     cfg_val *v;
 };

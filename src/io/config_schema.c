@@ -47,7 +47,7 @@ static const apt_config_key keys[] = {
     F("physics.pixel_size_m", "75e-6", 1e-7, 1e-2, 0, "detector pixel size (m)"),
     I("physics.slices", "5", 1, 256, "multislice slices through the sample"),
     I("physics.modes", "12", 1, 64, "probe modes (mixed-state ptychography)"),
-    I("physics.iterations", "2", 1, 1000, "per-angle reconstruction iterations (passes over the positions)"),
+    I("physics.iterations", "2", 1, 16, "per-angle reconstruction iterations (passes over the positions)"),
     B("physics.reconstruct", "true", "reconstruct each angle (false: only count and report what arrives)"),
     I("physics.batches", "16", 1, 4096, "spatially spread mini-batches per pass (LSQML-style grouping)"),
     U("physics.probe", "{}", "HDF5 file with /entry/probe/modes, or a mapping: the inline optics model below"),

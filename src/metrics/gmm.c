@@ -1,5 +1,5 @@
 /* gmm.c - DSC and BER: each volume is binarised at its own threshold from a two-Gaussian mixture fitted by EM to
- * its voxel values (DESIGN.md "Metrics"). EM runs on a 65536-bin histogram between min and max (exact EM over every
+ * its voxel values (docs/METRICS.md). EM runs on a 65536-bin histogram between min and max (exact EM over every
  * voxel took 10 s for 128^3). Init: split at the mean, each half's mean/variance/fraction. Stop when the mean
  * log-likelihood gains < APT_GMM_TOL or after APT_GMM_MAX_ITER steps; variances are floored at 1e-6 of the total
  * variance so a component on a constant background cannot collapse to a spike. Details: docs/METRICS.md. */

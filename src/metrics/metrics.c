@@ -1,4 +1,4 @@
-/* metrics.c - the five metrics of DESIGN.md "Metrics" in one call (what `aptomo metrics` and result files report),
+/* metrics.c - the five metrics of docs/METRICS.md in one call (what `aptomo metrics` and result files report),
  * plus the fork-join helper the metric kernels share. Inputs are validated here once (shape, finiteness) so the
  * kernels can assume clean data. */
 #include <math.h>

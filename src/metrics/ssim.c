@@ -1,4 +1,4 @@
-/* ssim.c - 3-D multi-scale SSIM (DESIGN.md "Metrics"). Local moments come from a separable Gaussian filter with
+/* ssim.c - 3-D multi-scale SSIM (docs/METRICS.md). Local moments come from a separable Gaussian filter with
  * valid borders; each worker owns a slab of output z and keeps a ring of the last `wz` XY-filtered planes, so memory
  * stays a few planes per thread whatever the volume size and no filtered volume is ever stored. Everything is in
  * double: E[x^2] - E[x]^2 in float loses the variance when a volume has a large offset. */

@@ -1,4 +1,4 @@
-/* axial.c - the axial self-attention core of NETWORK.md (Axial-DeepLab form) on the CPU: for every line along the
+/* axial.c - the axial self-attention core of docs/NETWORK.md (Axial-DeepLab form) on the CPU: for every line along the
  * attention axis, similarity = sim_bn(qk, q·Eq, k·Ek) summed over the three terms, softmax, then out_bn(s·v, s·Ev)
  * with the row-major [G, gp, 2K] -> [2P, K] view folded into "channel n gets out_bn[2n](sv) + out_bn[2n+1](sve)".
  * The two content products are GEMMs (OpenBLAS); the position-dependent relative terms are short loops. */
@@ -118,7 +118,7 @@ int apt_nn_axial_cpu(const apt_nn_axial_params *p, const apt_nn_tensor *qkv, int
     return apt_nn_axial_cpu_range(p, qkv, relu, y, scratch, 0, lines, channels_last);
 }
 
-/* ---- loading one layer: names and shapes exactly as NETWORK.md ---- */
+/* ---- loading one layer: names and shapes exactly as docs/NETWORK.md ---- */
 #include <stdio.h>
 #include <stdlib.h>
 

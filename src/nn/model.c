@@ -1,4 +1,4 @@
-/* model.c - the APT network of shared/NETWORK.md built from __metadata__["aptomo.arch"]: the arch is parsed and its
+/* model.c - the APT network of docs/NETWORK.md built from __metadata__["aptomo.arch"]: the arch is parsed and its
  * constraints checked, every state_dict tensor is looked up by name with its exact shape (file tensors the arch does
  * not name are refused too, as load_state_dict(strict=True) would), BatchNorms are folded into the preceding conv.
  * A forward is planned once per input shape (one arena, primitives cached per op), re-executed without allocation. */

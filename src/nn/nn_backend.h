@@ -33,7 +33,7 @@ int apt_nn_tensor_same_shape(const apt_nn_tensor *a, const apt_nn_tensor *b);
 
 typedef struct apt_nn_prim apt_nn_prim; /* backend-private cached plan of one op instance */
 
-/* Axial attention core (NETWORK.md) on a folded-qkv tensor [B, 2*planes, Z, Y, X] -> [B, planes, Z, Y, X]. */
+/* Axial attention core (docs/NETWORK.md) on a folded-qkv tensor [B, 2*planes, Z, Y, X] -> [B, planes, Z, Y, X]. */
 typedef struct apt_nn_axial_params {
     int planes, heads, K, axis; /* axis 0 = Z, 1 = Y, 2 = X */
     const float *rel;           /* [2*gp, 2K-1] */

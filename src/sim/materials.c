@@ -1,7 +1,7 @@
 /* materials.c - complex refractive index n = 1 - delta + i beta of the IC materials (SiO2, Si, Cu, W) at the beam
  * energy, from atomic scattering factors: delta + i beta = r_e lambda^2 / (2 pi) sum_atoms n_a (f1 + i f2).
  * Decision: no network and no data package, so f1, f2 are tabulated at 8.8 keV (the APT energy; Henke-table values
- * from memory, cross-checked against mass attenuation coefficients, docs/physics/sim.md) and carried to other
+ * from memory, cross-checked against mass attenuation coefficients, docs/PHYSICS.md) and carried to other
  * energies by f1 -> Z* (free electrons, exact away from edges) and f2 ~ E^-2 with jumps at the absorption edges. */
 #include <math.h>
 #include <stddef.h>

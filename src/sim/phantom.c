@@ -241,8 +241,8 @@ int apt_sim_resample(const apt_grid3 *gs, const float *src, const apt_grid3 *gd,
         return apt_err(err, APT_EINVAL, "resample: empty grid or non-positive voxel size");
     size_t sy = (size_t)gs->X, sz = (size_t)gs->Y * gs->X;
     for (int k = 0; k < gd->Z; k++) {
-        int z0, y0, x0;
-        double wz, wy, wx;
+        int z0 = 0, y0 = 0, x0 = 0; /* y0/wy stay unset when okz short-circuits lin() */
+        double wz = 0, wy = 0, wx = 0;
         int okz = lin(src_coord(k, gd->Z, gd->vz, gs->Z, gs->vz), gs->Z, &z0, &wz);
         for (int j = 0; j < gd->Y; j++) {
             int oky = okz && lin(src_coord(j, gd->Y, gd->vy, gs->Y, gs->vy), gs->Y, &y0, &wy);

@@ -3,7 +3,7 @@
  * times a Hermite-Gaussian mode of a Gaussian-Schell source, times the Fresnel defocus factor
  * exp(-i pi lambda d q^2) (the multislice propagator's sign), inverse-FFT'd and centred on [H/2, W/2].
  * Decision: no LAPACK is linked, so the truncated modes are made orthonormal by modified Gram-Schmidt in order of
- * decreasing occupancy (q^n, n = nx + ny), and the occupancies are the GSM's; docs/physics/sim.md. */
+ * decreasing occupancy (q^n, n = nx + ny), and the occupancies are the GSM's; docs/PHYSICS.md. */
 #include <complex.h>
 #include <hdf5.h>
 #include <math.h>
