@@ -52,10 +52,9 @@ int cmd_version(int argc, char **argv)
     int c;
     while ((c = cli_next(&p)) > 0)
         ;
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     char name[256];
     apt_error err = {0};
     int n = apt_gpu_count(&err);

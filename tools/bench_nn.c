@@ -135,12 +135,9 @@ int bench_nn(int argc, char **argv)
         else
             bad = cli_uint(&p, 1, 1000, &reps);
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     char dir[] = "/tmp/aptomo-bench-nn-XXXXXX";
     if (!mkdtemp(dir))
         return CLI_FAIL;

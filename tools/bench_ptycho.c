@@ -149,12 +149,9 @@ int bench_ptycho(int argc, char **argv)
         case O_SECONDS: bad = cli_real(&p, 0, 600, CLI_OPEN_LO, &seconds); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (oc == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, oc, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     bench_case c = {0};
     if (case_new(&c, (int)n, (int)M, (int)L, (size_t)J)) {
         case_free(&c);

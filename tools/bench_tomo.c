@@ -132,12 +132,9 @@ int bench_tomo(int argc, char **argv)
     cli_init(&p, "bench tomo", HELP, NULL, opts, argc, argv);
     while (!bad && (c = cli_next(&p)) > 0)
         bad = cli_uint(&p, 1, 1000, &reps);
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     size_t nv = (size_t)BT_N * BT_Y * BT_N;
     float *img = malloc(sizeof(float) * nv), *vol = malloc(sizeof(float) * nv);
     float *sino = malloc(sizeof(float) * 180 * BT_Y * BT_N), *img1 = malloc(sizeof(float) * BT_N * BT_N),

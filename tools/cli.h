@@ -66,6 +66,11 @@ int cli_endpoint(cli_parser *p, int mode);
 /* Positional arguments: between min and max of them (max < 0: no limit); names are the slots' names separated by
    spaces ("IN OUT"), the last one repeating, for "missing OUT". 0 or -1 after the message. */
 int cli_args(cli_parser *p, int min, int max, const char *names);
+/* The end of the option loop (c: cli_next's last return, or an option's refused value that ended it): CLI_GO to go
+   on, with between min and max positionals in p->args; else the exit status to return now (CLI_OK after --help,
+   CLI_USAGE after a reported fault). */
+enum { CLI_GO = -3 };
+int cli_done(cli_parser *p, int c, int min, int max, const char *names);
 /* A usage fault found after parsing ("-o OUT.h5 is required"): message + hint; returns CLI_USAGE. */
 int cli_fail(cli_parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -124,6 +124,8 @@ static int bad_option(cli_parser *p, int c, const char *elem)
 
 int cli_next(cli_parser *p)
 {
+    if (p->status == CLI_USAGE) /* a value helper refused the last option's value: nothing more to read */
+        return CLI_STOP;
     for (;;) {
         int before = optind < 1 ? 1 : optind, idx = -1;
         int c = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, &idx);
@@ -251,6 +253,13 @@ int cli_endpoint(cli_parser *p, int mode)
     if (apt_endpoint_check(p->arg, mode, &err))
         return fault(p, "%s: %s", p->opt, err.msg);
     return 0;
+}
+
+int cli_done(cli_parser *p, int c, int min, int max, const char *names)
+{
+    if (c == CLI_STOP || p->status == CLI_USAGE)
+        return p->status;
+    return cli_args(p, min, max, names) ? CLI_USAGE : CLI_GO;
 }
 
 int cli_args(cli_parser *p, int min, int max, const char *names)

@@ -68,12 +68,9 @@ static int parse(int argc, char **argv, approx_opts *o)
         case O_ANGLES: bad = cli_index_list(&p, &o->angles, &o->n_angles); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status == CLI_OK ? -1 : p.status;
-    if (cli_args(&p, 1, 1, "SCAN.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 1, 1, "SCAN.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc == CLI_OK ? -1 : cli_rc;
     o->scan = p.args[0];
     if (!o->out)
         return cli_fail(&p, "-o OUT.h5 is required");

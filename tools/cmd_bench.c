@@ -285,12 +285,9 @@ static int bench_ingest(int argc, char **argv)
         case O_SPOOL: spool_dir = p.arg; break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (oc == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, oc, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     if (crop > w || crop > h)
         return cli_fail(&p, "--crop %llu is larger than the %llux%llu frame", (unsigned long long)crop,
                         (unsigned long long)w, (unsigned long long)h);

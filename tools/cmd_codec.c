@@ -71,12 +71,9 @@ static int parse_args(int argc, char **argv, codec_args *a)
         case O_WIDTH: bad = cli_uint(&p, 0, UINT64_MAX, &a->width); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status == CLI_OK ? -1 : p.status;
-    if (cli_args(&p, 3, 3, "encode|decode IN OUT"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 3, 3, "encode|decode IN OUT");
+    if (cli_rc != CLI_GO)
+        return cli_rc == CLI_OK ? -1 : cli_rc;
     a->enc = !strcmp(p.args[0], "encode");
     if (!a->enc && strcmp(p.args[0], "decode"))
         return cli_fail(&p, "'%s' is neither encode nor decode", p.args[0]);

@@ -64,12 +64,9 @@ int cmd_infer(int argc, char **argv)
         case 't': bad = cli_uint(&p, 0, 256, &threads); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (oc == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 1, 1, "IN.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, oc, 1, 1, "IN.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     in = p.args[0];
     if (!weights || !out)
         return cli_fail(&p, "%s is required", !weights ? "--weights W.safetensors" : "-o OUT.h5");

@@ -216,12 +216,9 @@ static int kernel_ptycho_grad(int argc, char **argv)
     cli_init(&cp, "kernel ptycho-grad", GRAD_HELP, NULL, opts, argc, argv);
     while (!bad && (c = cli_next(&cp)) > 0)
         bad = cli_int(&cp, 0, 64, &threads);
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return cp.status;
-    if (cli_args(&cp, 2, 2, "IN.h5 OUT.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&cp, c, 2, 2, "IN.h5 OUT.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     const char *paths[2] = {cp.args[0], cp.args[1]};
     if ((c = cli_check_output("OUT.h5", paths[1])))
         return c;

@@ -126,9 +126,7 @@ int cmd_metrics(int argc, char **argv)
         case 'j': bad = cli_int(&p, 1, 64, &threads); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
+    if (c == CLI_STOP || bad)
         return p.status;
     if (!ref_dataset)
         ref_dataset = dataset;

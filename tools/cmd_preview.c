@@ -33,10 +33,9 @@ int cmd_preview(int argc, char **argv)
             title = p.arg;
         else
             dataset = p.arg;
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 1, 8, "VOL.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 1, 8, "VOL.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     if (!out)
         return cli_fail(&p, "-o out.png is required");
     int n = p.nargs;

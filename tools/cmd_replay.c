@@ -384,10 +384,9 @@ static int parse_args(int argc, char **argv, replay_opts *o)
     while ((c = cli_next(&p)) > 0)
         if (parse_opt(&p, c, o, &comp))
             return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status == CLI_OK ? -1 : p.status;
-    if (cli_args(&p, 1, 1, "SCAN.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 1, 1, "SCAN.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc == CLI_OK ? -1 : cli_rc;
     o->scan = p.args[0];
     if (o->nopos > 0 && strcmp(o->positions, "frame"))
         return cli_fail(&p, "--nopos needs --positions frame");

@@ -57,10 +57,9 @@ int cmd_simulate(int argc, char **argv)
         else
             sets[nsets++] = p.arg;
     }
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     if (!config || !out)
         return cli_fail(&p, "%s is required", !config ? "--config FILE" : "-o scan.h5");
     if ((c = cli_check_output("-o", out)))

@@ -149,10 +149,9 @@ static int dump(int argc, char **argv)
         else
             channel = p.arg;
     }
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 1, 1, "FILE"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 1, 1, "FILE");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     path = p.args[0];
     size_t len = 0;
     uint8_t *data = cli_read_file(path, DUMP_MAX_FILE, &len);
@@ -306,10 +305,9 @@ static int sample(int argc, char **argv)
     cli_init(&p, "stream sample", SAMPLE_HELP, NULL, NULL, argc, argv);
     while ((c = cli_next(&p)) > 0)
         ;
-    if (c == CLI_STOP)
-        return p.status;
-    if (cli_args(&p, 1, 1, "DIR"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 1, 1, "DIR");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     const char *dir = p.args[0];
     static const apt_encoding encs[] = {APT_ENC_NONE, APT_ENC_BSLZ4, APT_ENC_H5LZ4, APT_ENC_LZ4};
     static const uint32_t elems[] = {1, 2, 4};

@@ -237,12 +237,9 @@ static int parse_args(int argc, char **argv, synth *s, const char **out)
         case O_FLUX: bad = cli_real(&p, 0, 1e15, CLI_OPEN_LO, &s->flux); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status == CLI_OK ? 1 : p.status;
-    if (cli_args(&p, 0, 0, ""))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 0, 0, "");
+    if (cli_rc != CLI_GO)
+        return cli_rc == CLI_OK ? 1 : cli_rc;
     if (!*out)
         return cli_fail(&p, "-o SCAN.h5 is required");
     return 0;

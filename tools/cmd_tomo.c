@@ -81,12 +81,9 @@ static int parse(int argc, char **argv, tomo_opts *o)
         case O_NOCYL: cylinder = 0; break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status == CLI_OK ? -1 : p.status;
-    if (cli_args(&p, 2, 2, "fbp|sirt|sart|tv IN.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 2, 2, "fbp|sirt|sart|tv IN.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc == CLI_OK ? -1 : cli_rc;
     o->method = p.args[0];
     o->in = p.args[1];
     if (strcmp(o->method, "fbp") && strcmp(o->method, "sirt") && strcmp(o->method, "sart") &&

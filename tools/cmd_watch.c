@@ -283,12 +283,9 @@ static int parse(int argc, char **argv, watch_opts *o)
         case O_CONTROL: o->control = p.arg, bad = cli_endpoint(&p, APT_EP_CONNECT); break;
         }
     }
-    if (bad)
-        return CLI_USAGE;
-    if (c == CLI_STOP)
-        return p.status == CLI_OK ? -1 : p.status;
-    if (cli_args(&p, 1, 1, "tcp://HOST:PORT"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&p, c, 1, 1, "tcp://HOST:PORT");
+    if (cli_rc != CLI_GO)
+        return cli_rc == CLI_OK ? -1 : cli_rc;
     o->ep = p.args[0];
     if (apt_endpoint_check(o->ep, APT_EP_CONNECT, NULL)) {
         apt_error e = {0};

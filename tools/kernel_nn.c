@@ -73,12 +73,9 @@ int kernel_nn_forward(int argc, char **argv)
         else if (!(perr = cli_choice(&cp, backends, &k)))
             backend = backends[k];
     }
-    if (perr)
-        return CLI_USAGE;
-    if (oc == CLI_STOP)
-        return cp.status;
-    if (cli_args(&cp, 3, 3, "W.safetensors IN.h5 OUT.h5"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&cp, oc, 3, 3, "W.safetensors IN.h5 OUT.h5");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     const char *paths[3] = {cp.args[0], cp.args[1], cp.args[2]};
     if ((oc = cli_check_output("OUT.h5", paths[2])))
         return oc;
@@ -198,12 +195,9 @@ int kernel_nn_init(int argc, char **argv)
         else
             perr = cli_uint(&cp, 0, UINT64_MAX, &seed);
     }
-    if (perr)
-        return CLI_USAGE;
-    if (oc == CLI_STOP)
-        return cp.status;
-    if (cli_args(&cp, 1, 1, "OUT.safetensors"))
-        return CLI_USAGE;
+    int cli_rc = cli_done(&cp, oc, 1, 1, "OUT.safetensors");
+    if (cli_rc != CLI_GO)
+        return cli_rc;
     out = cp.args[0];
     if (!arch_path)
         return cli_fail(&cp, "--arch ARCH.json is required");
