@@ -76,6 +76,9 @@ int aptd_settings_from_config(const struct apt_config *cfg, aptd_settings *s, ap
    addresses, storage.dir creatable and writable, the grid, the per-angle reconstruction's stacks at the bounding
    tilts, model.weights loads, tomo.reference loads and matches the volume's shape. */
 int aptd_settings_check(const struct apt_config *cfg, const aptd_settings *s, apt_error *err);
+/* The tilts that bound every angle's slice stack and projection width for grid g (baseline.c): 0 deg (narrowest
+   shadow), the widest shadow, 90 deg (deepest path). */
+void aptd_grid_tilts(const apt_grid3 *g, double th[3]);
 /* aptd_settings_from_config then aptd_settings_check: what aptomod --check, --print-config and the start run. */
 int aptd_settings_load(const struct apt_config *cfg, aptd_settings *s, apt_error *err);
 void aptd_settings_free(aptd_settings *s);

@@ -18,6 +18,14 @@
 
 static const char *method_name[] = {"none", "fbp", "sart"};
 
+void aptd_grid_tilts(const apt_grid3 *g, double th[3])
+{
+    /* the shadow's width, (X-1)/2 |cos| + (Z-1)/2 |sin|, peaks at tan = (Z-1)/(X-1) */
+    th[0] = 0;
+    th[1] = atan2(g->Z - 1, g->X - 1) * 180.0 / M_PI;
+    th[2] = 90;
+}
+
 int aptd_baseline_init(aptd *d, apt_error *err)
 {
     aptd_baseline *b = &d->rs.base;
@@ -26,8 +34,8 @@ int aptd_baseline_init(aptd *d, apt_error *err)
     b->method = d->s.baseline;
     if (b->method == APTD_BASELINE_NONE)
         return APT_OK;
-    /* any tilt may come: the widest shadow, (X-1)/2 |cos| + (Z-1)/2 |sin|, peaks at tan = (Z-1)/(X-1) */
-    double th[3] = {0, 90, atan2(g->Z - 1, g->X - 1) * 180.0 / M_PI};
+    double th[3]; /* any tilt may come */
+    aptd_grid_tilts(g, th);
     int U = apt_angle_proj_width(g->Z, g->X, th, 3);
     if (U < 0)
         return apt_err(err, APT_ERANGE, "tomo.baseline: grid %dx%d too wide for a projection", g->Z, g->X);

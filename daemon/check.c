@@ -87,16 +87,17 @@ static int check_storage(const apt_config *cfg, const char *dir, apt_error *err)
     return APT_OK;
 }
 
-/* tomo.grid is a list of numbers in the schema; the sides must be whole, the voxel sizes positive. */
+/* tomo.grid is a list of numbers in the schema; the sides must be whole (the int cast would hide it) and the voxel
+   sizes positive (blamed on their own key); apt_grid3_check then bounds the sides. */
 static int check_grid(const apt_config *cfg, const apt_grid3 *g, apt_error *err)
 {
     static const char *side[3] = {"Z", "Y", "X"}, *vox[3] = {"vz", "vy", "vx"};
     const double v[3] = {g->vz, g->vy, g->vx};
     for (int a = 0; a < 3; a++) {
         double n = apt_config_list_float(cfg, "tomo.grid", (size_t)a, NULL);
-        if (!(n >= 1 && n <= 16384) || n != floor(n))
+        if (n != floor(n))
             return apt_config_fail(cfg, "tomo.grid", err, APT_EINVAL, "%s = %g: each side must be a whole number "
-                                   "of voxels in [1, 16384]", side[a], n);
+                                   "of voxels", side[a], n);
         if (!(v[a] > 0) || !isfinite(v[a]))
             return apt_config_fail(cfg, "tomo.voxel_size_m", err, APT_EINVAL, "%s = %g m: must be > 0", vox[a],
                                    v[a]);
@@ -118,7 +119,8 @@ static int check_physics(const apt_config *cfg, const aptd_settings *s, apt_erro
     if ((rc = apt_angle_ctx_new(a, s->probe, &ctx, err)))
         return apt_config_blame(cfg, "physics", err);
     const apt_grid3 *g = &a->grid;
-    double th[3] = {0, atan2(g->Z - 1, g->X - 1) * 180.0 / M_PI, 90};
+    double th[3];
+    aptd_grid_tilts(g, th);
     for (int i = 0; i < 3 && !rc; i++) {
         apt_stack_geom sg;
         if ((rc = apt_stack_geom_for(g, th[i], a->L, apt_angle_pixel(ctx), a->pad_px < 0 ? a->crop / 2 : a->pad_px,

@@ -127,13 +127,13 @@ int bench_nn(int argc, char **argv)
     uint64_t reps = 3;
     int full = 1;
     cli_parser p;
-    int c = 0, bad = 0;
+    int c = 0;
     cli_init(&p, "bench nn", HELP, NULL, opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0) {
+    while ((c = cli_next(&p)) > 0) {
         if (c == 'n')
             full = 0;
         else
-            bad = cli_uint(&p, 1, 1000, &reps);
+            cli_uint(&p, 1, 1000, &reps);
     }
     int cli_rc = cli_done(&p, c, 0, 0, "");
     if (cli_rc != CLI_GO)

@@ -137,16 +137,16 @@ int bench_ptycho(int argc, char **argv)
     uint64_t n = 128, M = 12, L = 5, J = 16, threads = 0;
     double seconds = 3;
     cli_parser p;
-    int oc = 0, bad = 0;
+    int oc = 0;
     cli_init(&p, "bench ptycho", HELP, NULL, opts, argc, argv);
-    while (!bad && (oc = cli_next(&p)) > 0) {
+    while ((oc = cli_next(&p)) > 0) {
         switch (oc) {
-        case O_SIZE: bad = cli_uint(&p, 8, 1024, &n); break;
-        case O_MODES: bad = cli_uint(&p, 1, 64, &M); break;
-        case O_SLICES: bad = cli_uint(&p, 1, 64, &L); break;
-        case O_POSITIONS: bad = cli_uint(&p, 1, 4096, &J); break;
-        case O_THREADS: bad = cli_uint(&p, 0, 64, &threads); break;
-        case O_SECONDS: bad = cli_real(&p, 0, 600, CLI_OPEN_LO, &seconds); break;
+        case O_SIZE: cli_uint(&p, 8, 1024, &n); break;
+        case O_MODES: cli_uint(&p, 1, 64, &M); break;
+        case O_SLICES: cli_uint(&p, 1, 64, &L); break;
+        case O_POSITIONS: cli_uint(&p, 1, 4096, &J); break;
+        case O_THREADS: cli_uint(&p, 0, 64, &threads); break;
+        case O_SECONDS: cli_real(&p, 0, 600, CLI_OPEN_LO, &seconds); break;
         }
     }
     int cli_rc = cli_done(&p, oc, 0, 0, "");

@@ -128,10 +128,10 @@ int bench_tomo(int argc, char **argv)
     static const struct option opts[] = {{"reps", required_argument, NULL, 'r'}, {0}};
     uint64_t reps = 3;
     cli_parser p;
-    int c = 0, bad = 0;
+    int c = 0;
     cli_init(&p, "bench tomo", HELP, NULL, opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0)
-        bad = cli_uint(&p, 1, 1000, &reps);
+    while ((c = cli_next(&p)) > 0)
+        cli_uint(&p, 1, 1000, &reps);
     int cli_rc = cli_done(&p, c, 0, 0, "");
     if (cli_rc != CLI_GO)
         return cli_rc;

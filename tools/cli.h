@@ -18,11 +18,10 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
  *     cli_parser p;
  *     cli_init(&p, "replay", HELP, "o:", longopts, argc, argv);   // argv[0] is the command word
  *     int c;
- *     while ((c = cli_next(&p)) > 0)
- *         switch (c) { case 'o': out = p.arg; break; case OPT_RATE: if (cli_real(&p, 0, INFINITY, 0, &r))
- *                      return CLI_USAGE; break; }
- *     if (c == CLI_STOP) return p.status;          // help printed (0) or a fault reported (2)
- *     if (cli_args(&p, 1, 1, "SCAN.h5")) return CLI_USAGE;
+ *     while ((c = cli_next(&p)) > 0)     // a value refused below ends the loop (cli_next returns CLI_STOP)
+ *         switch (c) { case 'o': out = p.arg; break; case OPT_RATE: cli_real(&p, 0, INFINITY, 0, &r); break; }
+ *     int cli_rc = cli_done(&p, c, 1, 1, "SCAN.h5");
+ *     if (cli_rc != CLI_GO) return cli_rc;      // help printed (0) or a fault reported (2)
  *
  * longopts: getopt_long's {name, has_arg, NULL, val} terminated by {0}; val is what cli_next returns (the short
  * option's letter when there is one, else a value >= 256 so it never collides). */

@@ -52,9 +52,9 @@ static int parse(int argc, char **argv, approx_opts *o)
         {0}};
     memset(o, 0, sizeof *o);
     cli_parser p;
-    int c = 0, bad = 0;
+    int c = 0;
     cli_init(&p, "approximant", HELP, "o:", opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0) {
+    while ((c = cli_next(&p)) > 0) {
         switch (c) {
         case 'o': o->out = p.arg; break;
         case O_CONFIG: o->config = p.arg; break;
@@ -65,7 +65,7 @@ static int parse(int argc, char **argv, approx_opts *o)
                 return cli_fail(&p, "at most 64 --set");
             o->sets[o->n_sets++] = p.arg;
             break;
-        case O_ANGLES: bad = cli_index_list(&p, &o->angles, &o->n_angles); break;
+        case O_ANGLES: cli_index_list(&p, &o->angles, &o->n_angles); break;
         }
     }
     int cli_rc = cli_done(&p, c, 1, 1, "SCAN.h5");

@@ -271,17 +271,17 @@ static int bench_ingest(int argc, char **argv)
     uint64_t frames = 20000, n_series = 4, w = 1030, h = 514, crop = 128, threads = 0, reps = 400;
     const char *spool_dir = NULL;
     cli_parser p;
-    int oc = 0, bad = 0;
+    int oc = 0;
     cli_init(&p, "bench ingest", INGEST_HELP, NULL, opts, argc, argv);
-    while (!bad && (oc = cli_next(&p)) > 0) {
+    while ((oc = cli_next(&p)) > 0) {
         switch (oc) {
-        case O_FRAMES: bad = cli_uint(&p, 1, 1u << 30, &frames); break;
-        case O_WIDTH: bad = cli_uint(&p, 16, 8192, &w); break;
-        case O_HEIGHT: bad = cli_uint(&p, 16, 8192, &h); break;
-        case O_CROP: bad = cli_uint(&p, 8, 8192, &crop); break;
-        case O_THREADS: bad = cli_uint(&p, 0, 256, &threads); break;
-        case O_SERIES: bad = cli_uint(&p, 1, 1u << 20, &n_series); break;
-        case O_REPS: bad = cli_uint(&p, 1, 1u << 30, &reps); break;
+        case O_FRAMES: cli_uint(&p, 1, 1u << 30, &frames); break;
+        case O_WIDTH: cli_uint(&p, 16, 8192, &w); break;
+        case O_HEIGHT: cli_uint(&p, 16, 8192, &h); break;
+        case O_CROP: cli_uint(&p, 8, 8192, &crop); break;
+        case O_THREADS: cli_uint(&p, 0, 256, &threads); break;
+        case O_SERIES: cli_uint(&p, 1, 1u << 20, &n_series); break;
+        case O_REPS: cli_uint(&p, 1, 1u << 30, &reps); break;
         case O_SPOOL: spool_dir = p.arg; break;
         }
     }

@@ -49,26 +49,26 @@ static int parse_args(int argc, char **argv, codec_args *a)
         {"width", required_argument, NULL, O_WIDTH},       {0}};
     static const char *const codecs[] = {"bslz4", "h5lz4", "lz4", "bitshuffle", "bitunshuffle", NULL};
     static const char *const isas[] = {"scalar", "sse2", "avx2", NULL};
-    int has_first = 0, has_rcount = 0, c = 0, bad = 0, k, isa = -1;
+    int has_first = 0, has_rcount = 0, c = 0, k, isa = -1;
     cli_parser p;
     cli_init(&p, "codec", HELP, NULL, opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0) {
+    while ((c = cli_next(&p)) > 0) {
         switch (c) {
         case O_CODEC:
-            if (!(bad = cli_choice(&p, codecs, &k)))
+            if (!cli_choice(&p, codecs, &k))
                 a->codec = codecs[k];
             break;
         case O_ISA:
-            if (!(bad = cli_choice(&p, isas, &isa)))
+            if (!cli_choice(&p, isas, &isa))
                 a->isa = isas[isa];
             break;
         case O_CROP: a->crop = p.arg; break;
-        case O_ELEM: bad = cli_uint(&p, 1, APT_BSHUF_MAX_ELEM, &a->elem), a->has_elem = 1; break;
-        case O_COUNT: bad = cli_uint(&p, 0, UINT64_MAX, &a->count), a->has_count = 1; break;
-        case O_FIRST: bad = cli_uint(&p, 0, UINT64_MAX, &a->first), has_first = 1; break;
-        case O_RCOUNT: bad = cli_uint(&p, 0, UINT64_MAX, &a->rcount), has_rcount = 1; break;
-        case O_BLOCK: bad = cli_uint(&p, 0, UINT64_MAX, &a->block); break;
-        case O_WIDTH: bad = cli_uint(&p, 0, UINT64_MAX, &a->width); break;
+        case O_ELEM: cli_uint(&p, 1, APT_BSHUF_MAX_ELEM, &a->elem), a->has_elem = 1; break;
+        case O_COUNT: cli_uint(&p, 0, UINT64_MAX, &a->count), a->has_count = 1; break;
+        case O_FIRST: cli_uint(&p, 0, UINT64_MAX, &a->first), has_first = 1; break;
+        case O_RCOUNT: cli_uint(&p, 0, UINT64_MAX, &a->rcount), has_rcount = 1; break;
+        case O_BLOCK: cli_uint(&p, 0, UINT64_MAX, &a->block); break;
+        case O_WIDTH: cli_uint(&p, 0, UINT64_MAX, &a->width); break;
         }
     }
     int cli_rc = cli_done(&p, c, 3, 3, "encode|decode IN OUT");

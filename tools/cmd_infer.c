@@ -51,17 +51,17 @@ int cmd_infer(int argc, char **argv)
         {0}};
     const char *weights = NULL, *in = NULL, *out = NULL, *png = NULL, *dataset = NULL;
     uint64_t batch = 1, threads = 0;
-    int oc = 0, bad = 0;
+    int oc = 0;
     cli_parser p;
     cli_init(&p, "infer", HELP, "o:", opts, argc, argv);
-    while (!bad && (oc = cli_next(&p)) > 0) {
+    while ((oc = cli_next(&p)) > 0) {
         switch (oc) {
         case 'w': weights = p.arg; break;
         case 'o': out = p.arg; break;
         case 'p': png = p.arg; break;
         case 'd': dataset = p.arg; break;
-        case 'b': bad = cli_uint(&p, 1, 256, &batch); break;
-        case 't': bad = cli_uint(&p, 0, 256, &threads); break;
+        case 'b': cli_uint(&p, 1, 256, &batch); break;
+        case 't': cli_uint(&p, 0, 256, &threads); break;
         }
     }
     int cli_rc = cli_done(&p, oc, 1, 1, "IN.h5");

@@ -211,11 +211,11 @@ static const char GRAD_HELP[] =
 static int kernel_ptycho_grad(int argc, char **argv)
 {
     static const struct option opts[] = {{"threads", required_argument, NULL, 't'}, {0}};
-    int threads = 0, c = 0, bad = 0;
+    int threads = 0, c = 0;
     cli_parser cp;
     cli_init(&cp, "kernel ptycho-grad", GRAD_HELP, NULL, opts, argc, argv);
-    while (!bad && (c = cli_next(&cp)) > 0)
-        bad = cli_int(&cp, 0, 64, &threads);
+    while ((c = cli_next(&cp)) > 0)
+        cli_int(&cp, 0, 64, &threads);
     int cli_rc = cli_done(&cp, c, 2, 2, "IN.h5 OUT.h5");
     if (cli_rc != CLI_GO)
         return cli_rc;

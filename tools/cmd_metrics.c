@@ -113,20 +113,20 @@ int cmd_metrics(int argc, char **argv)
         {0}};
     const char *dataset = "/exchange/data", *ref_dataset = NULL, *plot = NULL, *ref = NULL, *title = NULL;
     const char *files[MAX_PLOT_FILES];
-    int nf = 0, threads = 0, c = 0, bad = 0;
+    int nf = 0, threads = 0, c = 0;
     cli_parser p;
     cli_init(&p, "metrics", HELP, NULL, opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0) {
+    while ((c = cli_next(&p)) > 0) {
         switch (c) {
         case 'd': dataset = p.arg; break;
         case 'D': ref_dataset = p.arg; break;
         case 'p': plot = p.arg; break;
         case 'r': ref = p.arg; break;
         case 't': title = p.arg; break;
-        case 'j': bad = cli_int(&p, 1, 64, &threads); break;
+        case 'j': cli_int(&p, 1, 64, &threads); break;
         }
     }
-    if (c == CLI_STOP || bad)
+    if (c == CLI_STOP)
         return p.status;
     if (!ref_dataset)
         ref_dataset = dataset;

@@ -219,22 +219,22 @@ static int parse_args(int argc, char **argv, synth *s, const char **out)
         {"flux", required_argument, NULL, O_FLUX},     {0}};
     static const char *const dtypes[] = {"uint16", "uint32", NULL};
     cli_parser p;
-    int c = 0, bad = 0, k;
+    int c = 0, k;
     cli_init(&p, "synth-scan", HELP, "o:", opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0) {
+    while ((c = cli_next(&p)) > 0) {
         switch (c) {
         case 'o': *out = p.arg; break;
-        case O_ANGLES: bad = opt_u32(&p, 1, APT_SCAN_MAX_ANGLES, &s->N); break;
-        case O_FRAMES: bad = opt_u32(&p, 1, APT_SCAN_MAX_FRAMES, &s->J); break;
-        case O_WIDTH: bad = opt_u32(&p, 1, SYNTH_MAX_SIDE, &s->W); break;
-        case O_HEIGHT: bad = opt_u32(&p, 1, SYNTH_MAX_SIDE, &s->H); break;
+        case O_ANGLES: opt_u32(&p, 1, APT_SCAN_MAX_ANGLES, &s->N); break;
+        case O_FRAMES: opt_u32(&p, 1, APT_SCAN_MAX_FRAMES, &s->J); break;
+        case O_WIDTH: opt_u32(&p, 1, SYNTH_MAX_SIDE, &s->W); break;
+        case O_HEIGHT: opt_u32(&p, 1, SYNTH_MAX_SIDE, &s->H); break;
         case O_DTYPE:
-            if (!(bad = cli_choice(&p, dtypes, &k)))
+            if (!cli_choice(&p, dtypes, &k))
                 s->elem = k ? 4 : 2;
             break;
-        case O_SEED: bad = cli_uint(&p, 0, UINT64_MAX, &s->seed); break;
-        case O_RANGE: bad = cli_real(&p, 0, 90, 0, &s->range_deg); break;
-        case O_FLUX: bad = cli_real(&p, 0, 1e15, CLI_OPEN_LO, &s->flux); break;
+        case O_SEED: cli_uint(&p, 0, UINT64_MAX, &s->seed); break;
+        case O_RANGE: cli_real(&p, 0, 90, 0, &s->range_deg); break;
+        case O_FLUX: cli_real(&p, 0, 1e15, CLI_OPEN_LO, &s->flux); break;
         }
     }
     int cli_rc = cli_done(&p, c, 0, 0, "");

@@ -55,11 +55,11 @@ static int parse(int argc, char **argv, tomo_opts *o)
         {0}};
     memset(o, 0, sizeof *o);
     o->filter = "ramp";
-    int iters = -1, subsets = -1, nonneg = 1, cylinder = 1, c = 0, bad = 0;
+    int iters = -1, subsets = -1, nonneg = 1, cylinder = 1, c = 0;
     double lambda = NAN, relax = NAN;
     cli_parser p;
     cli_init(&p, "tomo", HELP, "o:", opts, argc, argv);
-    while (!bad && (c = cli_next(&p)) > 0) {
+    while ((c = cli_next(&p)) > 0) {
         switch (c) {
         case 'o': o->out = p.arg; break;
         case O_CONFIG: o->config = p.arg; break;
@@ -69,14 +69,14 @@ static int parse(int argc, char **argv, tomo_opts *o)
             o->sets[o->n_sets++] = p.arg;
             break;
         case O_FILTER: o->filter = p.arg; break;
-        case O_ITERS: bad = cli_int(&p, 0, 100000, &iters); break;
-        case O_NZ: bad = cli_int(&p, 1, APT_TOMO_MAX_SIDE, &o->nz); break;
-        case O_NX: bad = cli_int(&p, 1, APT_TOMO_MAX_SIDE, &o->nx); break;
+        case O_ITERS: cli_int(&p, 0, 100000, &iters); break;
+        case O_NZ: cli_int(&p, 1, APT_TOMO_MAX_SIDE, &o->nz); break;
+        case O_NX: cli_int(&p, 1, APT_TOMO_MAX_SIDE, &o->nx); break;
         case O_SAVE: o->save = p.arg; break;
-        case O_SUBSETS: bad = cli_int(&p, 1, APT_TOMO_MAX_ANGLES, &subsets); break;
-        case O_THREADS: bad = cli_int(&p, 0, 256, &o->threads); break;
-        case O_LAMBDA: bad = cli_real(&p, 0, INFINITY, 0, &lambda); break;
-        case O_RELAX: bad = cli_real(&p, 0, 2, CLI_OPEN_LO | CLI_OPEN_HI, &relax); break;
+        case O_SUBSETS: cli_int(&p, 1, APT_TOMO_MAX_ANGLES, &subsets); break;
+        case O_THREADS: cli_int(&p, 0, 256, &o->threads); break;
+        case O_LAMBDA: cli_real(&p, 0, INFINITY, 0, &lambda); break;
+        case O_RELAX: cli_real(&p, 0, 2, CLI_OPEN_LO | CLI_OPEN_HI, &relax); break;
         case O_ALLOWNEG: nonneg = 0; break;
         case O_NOCYL: cylinder = 0; break;
         }

@@ -271,27 +271,25 @@ static int parse(int argc, char **argv, watch_opts *o)
     *o = (watch_opts){.until_n = 1};
     cli_parser p;
     cli_init(&p, "watch", HELP, NULL, LONGOPTS, argc, argv);
-    int c, bad = 0;
-    while (!bad && (c = cli_next(&p)) > 0) {
+    int c;
+    while ((c = cli_next(&p)) > 0) {
         switch (c) {
         case O_JSON: o->raw = 1; break;
         case O_LATEST: o->latest = 1; break;
         case O_UNTIL: o->until = p.arg; break;
-        case O_COUNT: bad = cli_uint(&p, 1, UINT64_MAX, &o->count); break;
-        case O_UNTIL_N: bad = cli_uint(&p, 1, UINT64_MAX, &o->until_n); break;
-        case O_TIMEOUT: bad = cli_real(&p, 0, 1e9, CLI_OPEN_LO, &o->timeout); break;
-        case O_CONTROL: o->control = p.arg, bad = cli_endpoint(&p, APT_EP_CONNECT); break;
+        case O_COUNT: cli_uint(&p, 1, UINT64_MAX, &o->count); break;
+        case O_UNTIL_N: cli_uint(&p, 1, UINT64_MAX, &o->until_n); break;
+        case O_TIMEOUT: cli_real(&p, 0, 1e9, CLI_OPEN_LO, &o->timeout); break;
+        case O_CONTROL: o->control = p.arg; cli_endpoint(&p, APT_EP_CONNECT); break;
         }
     }
     int cli_rc = cli_done(&p, c, 1, 1, "tcp://HOST:PORT");
     if (cli_rc != CLI_GO)
         return cli_rc == CLI_OK ? -1 : cli_rc;
     o->ep = p.args[0];
-    if (apt_endpoint_check(o->ep, APT_EP_CONNECT, NULL)) {
-        apt_error e = {0};
-        apt_endpoint_check(o->ep, APT_EP_CONNECT, &e);
+    apt_error e = {0};
+    if (apt_endpoint_check(o->ep, APT_EP_CONNECT, &e))
         return cli_fail(&p, "%s", e.msg);
-    }
     return CLI_OK;
 }
 

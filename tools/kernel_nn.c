@@ -63,14 +63,14 @@ int kernel_nn_forward(int argc, char **argv)
     static const struct option opts[] = {{"threads", required_argument, NULL, 't'},
                                          {"backend", required_argument, NULL, 'b'}, {0}};
     static const char *const backends[] = {"cpu", "gpu", "auto", NULL};
-    int threads = 0, oc = 0, perr = 0, k;
+    int threads = 0, oc = 0, k;
     const char *backend = NULL;
     cli_parser cp;
     cli_init(&cp, "kernel nn-forward", FORWARD_HELP, NULL, opts, argc, argv);
-    while (!perr && (oc = cli_next(&cp)) > 0) {
+    while ((oc = cli_next(&cp)) > 0) {
         if (oc == 't')
-            perr = cli_int(&cp, 0, 64, &threads);
-        else if (!(perr = cli_choice(&cp, backends, &k)))
+            cli_int(&cp, 0, 64, &threads);
+        else if (!cli_choice(&cp, backends, &k))
             backend = backends[k];
     }
     int cli_rc = cli_done(&cp, oc, 3, 3, "W.safetensors IN.h5 OUT.h5");
@@ -184,16 +184,16 @@ int kernel_nn_init(int argc, char **argv)
                                          {"input", required_argument, NULL, 'i'}, {0}};
     const char *arch_path = NULL, *out = NULL, *input = NULL;
     uint64_t seed = 0;
-    int oc = 0, perr = 0;
+    int oc = 0;
     cli_parser cp;
     cli_init(&cp, "kernel nn-init", INIT_HELP, NULL, opts, argc, argv);
-    while (!perr && (oc = cli_next(&cp)) > 0) {
+    while ((oc = cli_next(&cp)) > 0) {
         if (oc == 'a')
             arch_path = cp.arg;
         else if (oc == 'i')
             input = cp.arg;
         else
-            perr = cli_uint(&cp, 0, UINT64_MAX, &seed);
+            cli_uint(&cp, 0, UINT64_MAX, &seed);
     }
     int cli_rc = cli_done(&cp, oc, 1, 1, "OUT.safetensors");
     if (cli_rc != CLI_GO)
