@@ -21,8 +21,12 @@ typedef struct apt_ptycho_geom {
 
 typedef struct apt_ptycho apt_ptycho;
 
-/* Plan for a geometry; threads 0 = one per core. */
+/* Plan for a geometry; threads 0 = one per core. Large windows get FFT plans chosen by timing (FFTW_MEASURE), which
+   can differ from run to run with the machine's load, and so can the last bits of every result. */
 int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err);
+/* As apt_ptycho_new, with plans chosen without timing (FFTW_ESTIMATE): the same inputs give the same bits in every
+   process. For the simulator, whose frames a seed must fix. */
+int apt_ptycho_new_reproducible(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err);
 void apt_ptycho_destroy(apt_ptycho **p);
 const apt_ptycho_geom *apt_ptycho_geometry(const apt_ptycho *p);
 

@@ -41,7 +41,7 @@ static int check_geom(const apt_ptycho_geom *g, apt_error *err)
 /* numpy.fft.fftfreq(n, d)[k] */
 static double fftfreq(int k, int n, double d) { return (k <= (n - 1) / 2 ? k : k - n) / (n * d); }
 
-int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err)
+static int ptycho_new(const apt_ptycho_geom *g, int threads, int measure, apt_ptycho **out, apt_error *err)
 {
     *out = NULL;
     int rc = check_geom(g, err);
@@ -67,7 +67,7 @@ int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_
     p->g = *g;
     p->threads = threads;
     /* FFTW_MEASURE pays off for the large windows of real runs; small ones (tests, kernels) plan instantly. */
-    unsigned flags = hw >= 64 * 64 ? APT_FFT_MEASURE : 0;
+    unsigned flags = measure && hw >= 64 * 64 ? APT_FFT_MEASURE : 0;
     rc = apt_fft_plan_new(g->M, g->H, g->W, flags, &p->plan, err);
     p->prop = apt_fft_alloc(hw);
     p->ws = calloc((size_t)threads, sizeof *p->ws);
@@ -98,6 +98,16 @@ int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_
     }
     *out = p;
     return APT_OK;
+}
+
+int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err)
+{
+    return ptycho_new(g, threads, 1, out, err);
+}
+
+int apt_ptycho_new_reproducible(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err)
+{
+    return ptycho_new(g, threads, 0, out, err);
 }
 
 void apt_ptycho_destroy(apt_ptycho **pp)

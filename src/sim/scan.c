@@ -162,7 +162,7 @@ static int simulate_angle(const angle_ctx *c, uint32_t a, double theta, apt_erro
         win[2 * j + 1] = col;
     }
     apt_ptycho_geom pg = {c->M, c->H, c->W, sg.L, sg.Ny, sg.Nx, c->lam, c->px, sg.dz_m};
-    if ((rc = apt_ptycho_new(&pg, o->threads, &pt, err)))
+    if ((rc = apt_ptycho_new_reproducible(&pg, o->threads, &pt, err))) /* a seed fixes the frames, under any load */
         goto out;
     if ((rc = apt_scanfile_write_angle(c->sf, a, theta, (uint32_t)J, (uint32_t)c->H, (uint32_t)c->W,
                                        (uint32_t)o->elem_size, NULL, pos_m, err)))
