@@ -48,8 +48,11 @@ def main():
         p = run_cli("approximant", j("scan.h5"), "-o", j("approx_p.h5"), "--projections", j("P.h5"), *CFG)
         ck.eq("approximant JSON lines", len([l for l in p.stdout.splitlines() if l.startswith("{")]), len(angles))
         run_cli("approximant", j("scan.h5"), "-o", j("approx.h5"), *CFG)
-        ck.true("Approximant with --projections == without, bit for bit",
-                np.array_equal(load(j("approx_p.h5")), load(j("approx.h5"))))
+        # Two processes may pick different FFTW_MEASURE plans (load-dependent), so the bits can differ in the last
+        # place; the bound is the one live == offline uses (docs/INTERFACES.md).
+        a_p, a = load(j("approx_p.h5")), load(j("approx.h5"))
+        diff = float(np.abs(a_p - a).max() / (np.abs(a).max() + 1e-30))
+        ck.true(f"Approximant with --projections == without (max rel diff {diff:.1e})", diff < 1e-4)
 
         run_cli("tomo", "fbp", j("scan.h5"), "-o", j("fbp_scan.h5"), "--save-projections", j("Q.h5"), *CFG)
         P, Q = load(j("P.h5")), load(j("Q.h5"))
