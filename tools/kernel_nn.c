@@ -9,11 +9,10 @@
 #include <string.h>
 
 #include "aptomo/nn.h"
-#include "aptomo/safetensors.h"
-#include "aptomo/sim.h"
 #include "cli.h"
 #include "io/h5io.h"
 #include "kernel.h"
+#include "nn_init.h"
 
 #define NN_MAX_IN_ELEMS ((hsize_t)1 << 30)
 
@@ -121,53 +120,7 @@ int kernel_nn_forward(int argc, char **argv)
     return rc ? (bad && rc != APT_ENOMEM ? CLI_USAGE : CLI_FAIL) : CLI_OK;
 }
 
-/* ---- nn-init ---- */
-
-typedef struct init_ctx {
-    apt_st_writer *w;
-    apt_sim_rng rng;
-    void **bufs;
-    size_t n, cap;
-    apt_error *err;
-} init_ctx;
-
-static int init_tensor(const char *name, apt_nn_kind kind, int rank, const long long *shape, void *user)
-{
-    init_ctx *c = user;
-    size_t count = 1;
-    int64_t sh[8];
-    for (int i = 0; i < rank; i++)
-        count *= (size_t)shape[i], sh[i] = shape[i];
-    if (c->n == c->cap) {
-        size_t nc = c->cap ? 2 * c->cap : 128;
-        void **nb = realloc(c->bufs, nc * sizeof(*nb));
-        if (!nb)
-            return apt_err(c->err, APT_ENOMEM, "out of memory");
-        c->bufs = nb, c->cap = nc;
-    }
-    void *buf = calloc(count ? count : 1, 8);
-    if (!buf)
-        return apt_err(c->err, APT_ENOMEM, "out of memory for %s", name);
-    c->bufs[c->n++] = buf;
-    float *f = buf;
-    double fan_in = rank >= 2 ? (double)count / (double)shape[0] : 1;
-    for (size_t i = 0; i < count && kind != APT_NN_BN_COUNT; i++) {
-        switch (kind) {
-        case APT_NN_CONV: /* kaiming_normal_(mode=fan_in, nonlinearity=relu) */
-            f[i] = (float)(apt_sim_rng_normal(&c->rng) * sqrt(2.0 / fan_in));
-            break;
-        case APT_NN_BN_WEIGHT: f[i] = 1.0f; break;
-        case APT_NN_BN_BIAS: f[i] = 0.0f; break;
-        case APT_NN_BN_MEAN: f[i] = (float)(0.1 * apt_sim_rng_normal(&c->rng)); break;
-        case APT_NN_BN_VAR: f[i] = (float)(0.75 + 0.5 * apt_sim_rng_uniform(&c->rng)); break;
-        case APT_NN_RELATIVE: /* Axial-DeepLab: normal, std sqrt(1 / group planes) */
-            f[i] = (float)(apt_sim_rng_normal(&c->rng) * sqrt(2.0 / (double)shape[0]));
-            break;
-        default: break;
-        }
-    }
-    return apt_st_writer_add(c->w, name, kind == APT_NN_BN_COUNT ? APT_ST_I64 : APT_ST_F32, rank, sh, buf, c->err);
-}
+/* ---- nn-init (the initialisation itself is nn_init.c, shared with aptomo train) ---- */
 
 static const char INIT_HELP[] =
     "usage: aptomo kernel nn-init --arch ARCH.json [--seed S] [--input '{\"mean\":M,\"std\":S}'] OUT.safetensors\n"
@@ -210,31 +163,18 @@ int kernel_nn_init(int argc, char **argv)
     char *text = json_dumps(arch, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(arch);
     apt_error err = {0};
-    init_ctx c = {.err = &err};
-    apt_sim_rng_seed(&c.rng, seed, 6);
-    int rc = text ? apt_st_writer_new(&c.w, &err) : apt_err(&err, APT_ENOMEM, "out of memory");
-    if (!rc)
-        rc = apt_nn_arch_tensors(text, init_tensor, &c, &err);
-    int bad = rc == APT_EINVAL;
-    if (!rc)
-        rc = apt_st_writer_meta(c.w, "aptomo.arch", text, &err);
+    int bad = 0, rc = text ? APT_OK : apt_err(&err, APT_ENOMEM, "out of memory");
     if (!rc && input) {
         json_t *in = json_loads(input, 0, &je);
         if (!json_is_object(in) || (json_object_get(in, "mean") && !json_is_number(json_object_get(in, "mean"))) ||
             (json_object_get(in, "std") && !(json_number_value(json_object_get(in, "std")) > 0)))
             rc = apt_err(&err, APT_EINVAL, "--input: expected {\"mean\": number, \"std\": number > 0}"), bad = 1;
         json_decref(in);
-        if (!rc)
-            rc = apt_st_writer_meta(c.w, "aptomo.input", input, &err);
     }
     if (!rc)
-        rc = apt_st_writer_save(c.w, out, &err);
+        rc = nn_init_write(text, seed, input, out, &bad, &err);
     if (rc)
         fprintf(stderr, "aptomo kernel nn-init: %s: %s\n", bad ? arch_path : out, err.msg);
-    apt_st_writer_destroy(&c.w);
-    for (size_t i = 0; i < c.n; i++)
-        free(c.bufs[i]);
-    free(c.bufs);
     free(text);
     return rc ? (bad ? CLI_USAGE : CLI_FAIL) : CLI_OK;
 }
