@@ -203,26 +203,27 @@ static int open_dir(const char *dir, const ds_params *dp, int *lock_fd, apt_erro
         return apt_err(err, APT_EIO, "-o %s: cannot create (%s)", dir, strerror(errno));
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return apt_err(err, APT_EIO, "-o %s: not a directory", dir);
+    int manifest = is_file(dir, DS_MANIFEST);
+    if (!manifest) { /* a directory of something else must not fill up with ICs */
+        DIR *d = opendir(dir);
+        if (!d)
+            return apt_err(err, APT_EIO, "-o %s: cannot read (%s)", dir, strerror(errno));
+        const struct dirent *e;
+        int other = 0;
+        while (!other && (e = readdir(d)))
+            other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, ".lock");
+        closedir(d);
+        if (other)
+            return apt_err(err, APT_EINVAL, "-o %s: not empty and no %s in it: not a dataset directory (give a new "
+                           "or empty one)", dir, DS_MANIFEST);
+    }
     char p[PATH_BUF];
     *lock_fd = join(p, dir, ".lock") ? -1 : open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (*lock_fd < 0)
         return apt_err(err, APT_EIO, "-o %s: cannot write (%s)", dir, strerror(errno));
     if (flock(*lock_fd, LOCK_EX | LOCK_NB) != 0)
         return apt_err(err, APT_EIO, "-o %s: another aptomo dataset is writing it", dir);
-    if (is_file(dir, DS_MANIFEST))
-        return ds_manifest_check(dir, dp, err);
-    DIR *d = opendir(dir);
-    if (!d)
-        return apt_err(err, APT_EIO, "-o %s: cannot read (%s)", dir, strerror(errno));
-    const struct dirent *e;
-    int other = 0;
-    while (!other && (e = readdir(d)))
-        other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, ".lock");
-    closedir(d);
-    if (other)
-        return apt_err(err, APT_EINVAL, "-o %s: not empty and no %s in it: not a dataset directory (give a new or "
-                       "empty one)", dir, DS_MANIFEST);
-    return APT_OK;
+    return manifest ? ds_manifest_check(dir, dp, err) : APT_OK;
 }
 
 typedef struct ic_progress {
