@@ -75,6 +75,10 @@ def check_set(ck, d, out):
         ck.true(f"{p['dir']}: layers and pitch in range", m["params"]["layers"][0] <= p["layers"] <=
                 m["params"]["layers"][1] and m["params"]["pitch_scale"][0] <= p["pitch_scale"] <=
                 m["params"]["pitch_scale"][1])
+        kv = dict(x.split("=", 1) for x in p["set"])
+        ck.true(f"{p['dir']}: its --set list says its seed, layers and pitch scale ({p['set']})",
+                sorted(kv) == ["sim.layers", "sim.pitch_scale", "sim.seed"] and int(kv["sim.seed"]) == p["seed"] and
+                int(kv["sim.layers"]) == p["layers"] and float(kv["sim.pitch_scale"]) == p["pitch_scale"])
         truths.append((T, A))
     seeds = [p["seed"] for p in pairs]
     ck.true(f"seeds distinct and not the held-out {m['params']['held_out_seed']}: {seeds}",
@@ -120,7 +124,7 @@ def run_pty(args, cwd):
     """stderr on a pty: (rc, what the terminal got)."""
     mfd, sfd = pty.openpty()
     with open(os.path.join(cwd, "pty_stdout.txt"), "w") as out:
-        proc = subprocess.Popen([APTOMO, *args], stdout=out, stderr=sfd, cwd=cwd)
+        proc = subprocess.Popen([os.path.abspath(APTOMO), *args], stdout=out, stderr=sfd, cwd=cwd)
     os.close(sfd)
     got = b""
     while True:
