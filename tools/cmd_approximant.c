@@ -1,9 +1,10 @@
 /* cmd_approximant.c - `aptomo approximant scan.h5 -o out.h5`: the offline Approximant through the same per-angle
- * code as the daemon (apt_angle_reconstruct + apt_approx_add, in approx_scan.c, which `aptomo dataset` shares). Frames are cropped around the beam centre like the
- * daemon does; settings come from the scan file (instrument) and the config (physics.*, tomo.*). Prints a JSON
- * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file.
- * --projections also keeps each angle's integrated phase (apt_angle_projs, as `aptomo tomo` makes them), so the
- * one expensive ptychography pass feeds the classical baselines too. */
+ * code as the daemon (apt_angle_reconstruct + apt_approx_add, in approx_scan.c, which `aptomo dataset` shares).
+ * Frames are cropped around the beam centre like the daemon does; settings come from the scan file (instrument)
+ * and the config (physics.*, tomo.*). Prints a JSON line per angle (PCC vs ground truth as angles accumulate when
+ * the scan has one) and writes a result file. --projections also keeps each angle's integrated phase
+ * (apt_angle_projs, as `aptomo tomo` makes them), so the one expensive ptychography pass feeds the classical
+ * baselines too. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
