@@ -251,8 +251,7 @@ static int kernel_ptycho_grad(int argc, char **argv)
 }
 
 static const char HELP[] =
-    "usage: aptomo kernel ptycho-grad|nn-forward|nn-init|nn-step|nn-axial-grad ...
-"
+    "usage: aptomo kernel ptycho-grad|nn-forward|nn-init|nn-step|nn-axial-grad ...\n"
     "Stable entry points to single library kernels, for scripts and cross-checks (PyTorch, numpy):\n"
     "  ptycho-grad   loss and object gradient of the multislice model: IN.h5 -> OUT.h5\n"
     "  nn-forward    eval-mode network forward: W.safetensors IN.h5 (/x) -> OUT.h5 (/y)\n"
