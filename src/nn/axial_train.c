@@ -21,6 +21,7 @@
 
 #define AXT_BLOCK 32 /* lines per reduction block: fixed, so no sum depends on the thread count */
 #define AXT_TILE 8   /* lines gathered / scattered together (divides AXT_BLOCK) */
+#define AXT_MAX (1 << 24) /* planes and K: the unchecked size products below then stay far below 2^64 */
 #define AXT_EPS 1e-5
 #define AXT_MOMENTUM 0.1
 
@@ -45,7 +46,7 @@ static int add_ok(size_t *acc, size_t v)
 static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo *g)
 {
     if (!a || a->heads < 1 || a->planes < 1 || a->planes % a->heads || (a->planes / a->heads) % 2 || a->K < 1 ||
-        a->axis < 0 || a->axis > 2 || B < 1 || D < 1 || H < 1 || W < 1)
+        a->axis < 0 || a->axis > 2 || B < 1 || D < 1 || H < 1 || W < 1 || a->planes > AXT_MAX || a->K > AXT_MAX)
         return -1;
     int ext = a->axis == 0 ? D : a->axis == 1 ? H : W;
     if (ext != a->K)
@@ -53,7 +54,9 @@ static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo
     g->P = a->planes, g->G = a->heads, g->gp = g->P / g->G, g->c2 = g->gp / 2, g->K = a->K, g->L = 2 * a->K - 1;
     const size_t K = (size_t)g->K, P = (size_t)g->P, G = (size_t)g->G, gp = (size_t)g->gp, L = (size_t)g->L;
     g->KK = K * K;
-    g->sp = (size_t)D * (size_t)H * (size_t)W;
+    g->sp = (size_t)D;
+    if (!mul_ok(&g->sp, (size_t)H) || !mul_ok(&g->sp, (size_t)W))
+        return -1;
     g->ps = a->axis == 0 ? (size_t)H * W : a->axis == 1 ? (size_t)W : 1;
     g->n1 = a->axis == 0 ? (size_t)H : (size_t)D, g->n2 = a->axis == 2 ? (size_t)H : (size_t)W;
     g->s1 = a->axis == 0 ? (size_t)W : (size_t)H * W, g->s2 = a->axis == 2 ? (size_t)W : 1;
@@ -455,7 +458,7 @@ static void run_phase(axt_run *r, int phase)
     apt_par_for(run_worker, r, r->nt, r->nt);
 }
 
-/* sum[i] = the blocks' partials [i0, i0 + n) added in block order. */
+/* Partial i of every block, added in block order. */
 static double block_sum(const axt_run *r, size_t i)
 {
     double s = 0;
@@ -464,6 +467,7 @@ static double block_sum(const axt_run *r, size_t i)
     return s;
 }
 
+/* out[i] = the block sum of partial i0 + i. */
 static void reduce(const axt_run *r, size_t i0, size_t n, double *out)
 {
     for (size_t i = 0; i < n; i++)
@@ -571,7 +575,7 @@ int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     r.qkv = qkv, r.dy = dy, r.dqkv = dqkv;
     const size_t G = (size_t)g.G, P = (size_t)g.P, vrows = (size_t)g.gp * (size_t)g.L;
     const double n_sim = (double)g.lines * (double)g.KK, n_out = (double)g.lines * g.K;
-    double inv[2]; /* one inverse std, copied out of saved's tail (doubles, maybe unaligned) */
+    double inv; /* one inverse std, copied out of saved's tail (doubles, maybe unaligned) */
     const float *tail = saved + g.lines * g.line_saved;
 
     /* out_bn: coef = mean dy [P], mean dy x^ [2P], weight * inv std [2P] */
@@ -583,8 +587,8 @@ int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     }
     for (size_t ch = 0; ch < 2 * P; ch++) {
         dout_w[ch] = (float)(dout_w[ch] + r.coef[P + ch]);
-        memcpy(inv, tail + 2 * (3 * G + ch), sizeof(double));
-        r.coef[3 * P + ch] = a->out_w[ch] * inv[0];
+        memcpy(&inv, tail + 2 * (3 * G + ch), sizeof inv);
+        r.coef[3 * P + ch] = a->out_w[ch] * inv;
     }
     scale(r.coef, 3 * P, 1 / n_out);
     run_phase(&r, B_SOFTMAX);
@@ -595,8 +599,8 @@ int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     for (size_t ch = 0; ch < 3 * G; ch++) {
         dsim_b[ch] = (float)(dsim_b[ch] + r.coef[ch % G]);
         dsim_w[ch] = (float)(dsim_w[ch] + r.coef[G + ch]);
-        memcpy(inv, tail + 2 * ch, sizeof(double));
-        r.coef[4 * G + ch] = a->sim_w[ch] * inv[0];
+        memcpy(&inv, tail + 2 * ch, sizeof inv);
+        r.coef[4 * G + ch] = a->sim_w[ch] * inv;
     }
     scale(r.coef, 4 * G, 1 / n_sim);
     run_phase(&r, B_SIM);
