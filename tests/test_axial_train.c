@@ -1,8 +1,8 @@
 /* test_axial_train.c - the contract of src/nn/axial_train.h that the PyTorch cross-check (test_axial_train_ref.py,
  * through `aptomo kernel nn-axial-grad`, which always starts from zero gradients) does not see: parameter gradients
  * are ADDED to what the caller holds, dqkv is overwritten whatever it held, the running statistics move once per
- * forward, results are the same bytes for 1, 3 and 64 threads in the library itself (scratch sized per call), and
- * refused shapes: the size functions return 0, fwd/bwd return APT_EINVAL with a message. */
+ * forward, results (saved included) are the same bytes for 1, 3 and 64 threads in the library itself (scratch
+ * sized per call), and refused shapes: the size functions return 0, fwd/bwd return APT_EINVAL with a message. */
 #include <math.h>
 
 #include "apt_test.h"
@@ -31,6 +31,9 @@ static nn_axial_train layer(float *stats) /* stats: sim_rm, sim_rv, out_rm, out_
                             .sim_rv = stats + 3 * G, .out_rm = stats + 6 * G, .out_rv = stats + 6 * G + 2 * P};
 }
 
+static float *saved_last; /* what the last step's forward saved */
+static size_t saved_n;
+
 /* One fwd + bwd with `threads`; gradients added to *gr, dqkv and y overwritten. */
 static int step(int threads, float *stats, float *y, float *dqkv, grads *gr, apt_error *err)
 {
@@ -38,12 +41,13 @@ static int step(int threads, float *stats, float *y, float *dqkv, grads *gr, apt
     size_t ns = nn_axial_train_saved(&a, B, D, H, W), nw = nn_axial_train_scratch(&a, B, D, H, W, threads);
     float *saved = malloc(ns * sizeof(float)), *scratch = malloc(nw * sizeof(float));
     int rc = saved && scratch ? APT_OK : APT_ENOMEM;
+    free(saved_last);
+    saved_last = saved, saved_n = ns;
     if (!rc)
         rc = nn_axial_train_fwd(&a, qkv, B, D, H, W, y, saved, scratch, threads, err);
     if (!rc)
         rc = nn_axial_train_bwd(&a, qkv, B, D, H, W, saved, dy, dqkv, gr->drel, gr->dsim_w, gr->dsim_b,
                                 gr->dout_w, gr->dout_b, scratch, threads, err);
-    free(saved);
     free(scratch);
     return rc;
 }
@@ -73,6 +77,8 @@ int main(void)
     /* the same bytes for 1, 3 and 64 threads, dqkv overwritten (pre-filled with NaN the second time) */
     init_stats(st1);
     CHECK_OK(step(1, st1, y1, dq1, &g1, &err), &err);
+    float *saved1 = saved_last;
+    saved_last = NULL;
     for (int t = 3; t <= 64; t += 61) {
         init_stats(st2);
         memset(&g2, 0, sizeof g2);
@@ -80,9 +86,10 @@ int main(void)
             dq2[i] = NAN;
         CHECK_OK(step(t, st2, y2, dq2, &g2, &err), &err);
         CHECK_MSG(!memcmp(y1, y2, sizeof y1) && !memcmp(dq1, dq2, sizeof dq1) && !memcmp(&g1, &g2, sizeof g1) &&
-                      !memcmp(st1, st2, sizeof st1),
+                      !memcmp(st1, st2, sizeof st1) && saved1 && !memcmp(saved1, saved_last, saved_n * sizeof(float)),
                   "threads %d: results differ from threads 1", t);
     }
+    free(saved1);
 
     /* gradients are added: start from g0 != 0, expect g0 + g1 (one rounding of the sum apart) */
     float *f0 = (float *)&g0, *f1 = (float *)&g1, *f2 = (float *)&g2;
@@ -126,5 +133,6 @@ int main(void)
     e2 = (apt_error){0};
     CHECK(nn_axial_train_fwd(&a, qkv, 1, 1, 1, 1, y2, NULL, NULL, 1, &e2) == APT_EINVAL &&
           strstr(e2.msg, "more than one value"));
+    free(saved_last);
     APT_TEST_DONE();
 }
