@@ -9,7 +9,7 @@
  * saved, per line: sim x^ [3][G][K][K] (qk, qr, kr normalised), softmax p [G][K][K], out x^ [2P][K] (channel 2n =
  * sv of plane n, 2n+1 = sve); after the lines: the inverse std (double) of sim_bn [3G] and out_bn [2P].
  * scratch: block partials (double), then ds = dL/d(summed logits) [lines][G][K][K] (bwd), coefficients (double),
- * then one line buffer per worker. */
+ * then one tile of line buffers per worker. */
 #include "nn/axial_train.h"
 
 #include <cblas.h>
@@ -20,6 +20,8 @@
 #include "aptomo/parallel.h"
 
 #define AXT_BLOCK 32 /* lines per reduction block: fixed, so no sum depends on the thread count */
+#define AXT_TILE 8   /* lines gathered / scattered together (divides AXT_BLOCK) */
+#define AXT_MAX (1 << 24) /* planes and K: the unchecked size products below then stay far below 2^64 */
 #define AXT_EPS 1e-5
 #define AXT_MOMENTUM 0.1
 
@@ -44,7 +46,7 @@ static int add_ok(size_t *acc, size_t v)
 static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo *g)
 {
     if (!a || a->heads < 1 || a->planes < 1 || a->planes % a->heads || (a->planes / a->heads) % 2 || a->K < 1 ||
-        a->axis < 0 || a->axis > 2 || B < 1 || D < 1 || H < 1 || W < 1)
+        a->axis < 0 || a->axis > 2 || B < 1 || D < 1 || H < 1 || W < 1 || a->planes > AXT_MAX || a->K > AXT_MAX)
         return -1;
     int ext = a->axis == 0 ? D : a->axis == 1 ? H : W;
     if (ext != a->K)
@@ -52,7 +54,9 @@ static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo
     g->P = a->planes, g->G = a->heads, g->gp = g->P / g->G, g->c2 = g->gp / 2, g->K = a->K, g->L = 2 * a->K - 1;
     const size_t K = (size_t)g->K, P = (size_t)g->P, G = (size_t)g->G, gp = (size_t)g->gp, L = (size_t)g->L;
     g->KK = K * K;
-    g->sp = (size_t)D * (size_t)H * (size_t)W;
+    g->sp = (size_t)D;
+    if (!mul_ok(&g->sp, (size_t)H) || !mul_ok(&g->sp, (size_t)W))
+        return -1;
     g->ps = a->axis == 0 ? (size_t)H * W : a->axis == 1 ? (size_t)W : 1;
     g->n1 = a->axis == 0 ? (size_t)H : (size_t)D, g->n2 = a->axis == 2 ? (size_t)H : (size_t)W;
     g->s1 = a->axis == 0 ? (size_t)W : (size_t)H * W, g->s2 = a->axis == 2 ? (size_t)W : 1;
@@ -64,7 +68,7 @@ static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo
     if (!mul_ok(&t, g->KK) || !mul_ok(&u, K) || !add_ok(&t, u))
         return -1;
     g->line_saved = t;
-    g->worker = 5 * P * K + 2 * gp * K + 4 * g->KK; /* col, dy, dcol; dsv+dsve; dp; dX x3 */
+    g->worker = AXT_TILE * 5 * P * K + 2 * gp * K + 4 * g->KK; /* tiles col, dy, dcol; dsv+dsve; dp; dX x3 */
     g->part = 4 * G + gp * L > 3 * P ? 4 * G + gp * L : 3 * P;
     g->coef = 7 * G + 5 * P;
     g->ds = g->lines;
@@ -113,22 +117,46 @@ static size_t line_base(const axt_geo *g, size_t l, size_t C)
     return b * C * g->sp + (r / g->n2) * g->s1 + (r % g->n2) * g->s2;
 }
 
-/* dst[c][i] = the line's channels [0, C) of an NCDHW tensor with C channels. */
-static void line_get(const axt_geo *g, const float *t, size_t C, size_t l, float *dst)
+/* dst[m][c][i] = channels [0, C) of lines l0 + m, m < n, of an NCDHW tensor with C channels. Gathered together
+   because along axes 0 and 1 neighbouring lines are neighbouring floats (one cache line serves the whole tile). */
+static void tile_get(const axt_geo *g, const float *t, size_t C, size_t l0, size_t n, float *dst)
 {
-    const float *src = t + line_base(g, l, C);
+    size_t base[AXT_TILE], K = (size_t)g->K, CK = C * K;
+    for (size_t m = 0; m < n; m++)
+        base[m] = line_base(g, l0 + m, C);
+    if (g->ps == 1) { /* axis 2: each line is contiguous already */
+        for (size_t m = 0; m < n; m++)
+            for (size_t c = 0; c < C; c++)
+                memcpy(dst + m * CK + c * K, t + base[m] + c * g->sp, K * sizeof *dst);
+        return;
+    }
     for (size_t c = 0; c < C; c++)
-        for (size_t i = 0; i < (size_t)g->K; i++)
-            dst[c * g->K + i] = src[c * g->sp + i * g->ps];
+        for (size_t i = 0; i < K; i++) {
+            size_t off = c * g->sp + i * g->ps;
+            for (size_t m = 0; m < n; m++)
+                dst[m * CK + c * K + i] = t[base[m] + off];
+        }
 }
 
-/* Channels [c0, c1) of src [C][K] into the line of an NCDHW tensor with C channels. */
-static void line_put(const axt_geo *g, float *t, size_t C, size_t l, const float *src, size_t c0, size_t c1)
+/* Channels [c0, c1) of src [n][C][K] into lines l0 .. l0 + n - 1 of an NCDHW tensor with C channels. */
+static void tile_put(const axt_geo *g, float *t, size_t C, size_t l0, size_t n, const float *src, size_t c0,
+                     size_t c1)
 {
-    float *dst = t + line_base(g, l, C);
+    size_t base[AXT_TILE], K = (size_t)g->K, CK = C * K;
+    for (size_t m = 0; m < n; m++)
+        base[m] = line_base(g, l0 + m, C);
+    if (g->ps == 1) {
+        for (size_t m = 0; m < n; m++)
+            for (size_t c = c0; c < c1; c++)
+                memcpy(t + base[m] + c * g->sp, src + m * CK + c * K, K * sizeof *src);
+        return;
+    }
     for (size_t c = c0; c < c1; c++)
-        for (size_t i = 0; i < (size_t)g->K; i++)
-            dst[c * g->sp + i * g->ps] = src[c * g->K + i];
+        for (size_t i = 0; i < K; i++) {
+            size_t off = c * g->sp + i * g->ps;
+            for (size_t m = 0; m < n; m++)
+                t[base[m] + off] = src[m * CK + c * K + i];
+        }
 }
 
 /* Sums of each of n rows of len values into acc[n] (double). */
@@ -257,15 +285,19 @@ static void bwd_softmax(const axt_run *r, size_t l, const float *col, const floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, gp, K, K, 1.0f, dsv, K, S, K, 0.0f, dv, K);
         for (int c = 0; c < gp; c++) {
             const float *rv = r->a->rel + (size_t)(gp + c) * L + K - 1;
-            double *dr = drel + (size_t)c * L + K - 1;
-            for (int i = 0; i < K; i++) {
-                const float a = dsve[(size_t)c * K + i], *rr = rv + i, *Si = S + (size_t)i * K;
+            double *dr = drel + (size_t)c * L;
+            for (int i = 0; i < K; i++) { /* separate loops: each vectorises */
+                const float a = dsve[(size_t)c * K + i], *rr = rv + i;
                 float *dpi = dp + (size_t)i * K;
-                double *d = dr + i;
-                for (int j = 0; j < K; j++) {
+                for (int j = 0; j < K; j++)
                     dpi[j] += a * rr[-j];
-                    d[-j] += (double)a * Si[j];
-                }
+            }
+            for (int i = 0; i < K; i++) { /* relative[gp+c][i-j+K-1] for j = K-1-t: ascending stores */
+                const double a = dsve[(size_t)c * K + i];
+                const float *Si = S + (size_t)i * K + K - 1;
+                double *d = dr + i;
+                for (int t = 0; t < K; t++)
+                    d[t] += a * Si[-t];
             }
         }
         float *ds = r->ds + (l * G + (size_t)h) * g->KK;
@@ -314,38 +346,48 @@ static void bwd_sim(const axt_run *r, size_t l, const float *col, float *dcol, f
             const float *qc = q + (size_t)c * K, *kc = k + (size_t)c * K;
             float *dqc = dq + (size_t)c * K, *dkc = dk + (size_t)c * K;
             double *drq = drel + (size_t)c * L, *drk = drel + (size_t)(c2 + c) * L;
-            for (int i = 0; i < K; i++) {
-                const float *dqri = dqr + (size_t)i * K, *dkri = dkr + (size_t)i * K;
-                const float *r1 = rq + i + K - 1, *r2 = rk + K - 1 - i, aq = qc[i];
-                double *d1 = drq + i + K - 1, *d2 = drk + K - 1 - i;
+            for (int i = 0; i < K; i++) { /* dq += dqr . Eq, dk += dkr^T . Ek (separate loops: each vectorises) */
+                const float *dqri = dqr + (size_t)i * K, *r1 = rq + i + K - 1;
                 float e = 0;
-                for (int j = 0; j < K; j++) {
+                for (int j = 0; j < K; j++)
                     e += dqri[j] * r1[-j];
-                    dkc[j] += dkri[j] * r2[j];
-                    d1[-j] += (double)dqri[j] * aq;
-                    d2[j] += (double)dkri[j] * kc[j];
-                }
                 dqc[i] += e;
+            }
+            for (int i = 0; i < K; i++) {
+                const float *dkri = dkr + (size_t)i * K, *r2 = rk + K - 1 - i;
+                for (int j = 0; j < K; j++)
+                    dkc[j] += dkri[j] * r2[j];
+            }
+            for (int i = 0; i < K; i++) { /* drel of the q rows, then of the k rows */
+                const float *dqri = dqr + (size_t)i * K;
+                const double aq = qc[i];
+                double *d1 = drq + i; /* [i-j+K-1] for j = K-1-t */
+                for (int t = 0; t < K; t++)
+                    d1[t] += dqri[K - 1 - t] * aq;
+            }
+            for (int i = 0; i < K; i++) {
+                const float *dkri = dkr + (size_t)i * K;
+                double *d2 = drk + K - 1 - i;
+                for (int j = 0; j < K; j++)
+                    d2[j] += (double)dkri[j] * kc[j];
             }
         }
     }
 }
 
-static void run_line(const axt_run *r, size_t l, double *part, float *ws)
+/* One line of the current phase; col [2P][K] (qkv), dyl [P][K] (dy, or y out), dcol [2P][K] (dqkv out). */
+static void run_line(const axt_run *r, size_t l, double *part, const float *col, float *dyl, float *dcol, float *buf)
 {
     const axt_geo *g = r->g;
-    const size_t P = (size_t)g->P, G = (size_t)g->G, K = (size_t)g->K, gp = (size_t)g->gp;
+    const size_t P = (size_t)g->P, G = (size_t)g->G, K = (size_t)g->K;
     float *sl = r->saved + l * g->line_saved, *xs = sl, *p = xs + 3 * G * g->KK, *xo = p + G * g->KK;
-    float *col = ws, *dyl = col + 2 * P * K, *dcol = dyl + P * K, *buf = dcol + 2 * P * K;
     switch (r->phase) {
     case F_SIM_SUM:
-        line_get(g, r->qkv, 2 * P, l, col);
         fwd_logits(r, col, xs);
         rows_sum(xs, 3 * G, g->KK, part);
         break;
     case F_SIM_VAR: rows_sqdev(xs, 3 * G, g->KK, r->coef, part); break;
     case F_SOFTMAX:
-        line_get(g, r->qkv, 2 * P, l, col);
         fwd_softmax(r, col, xs, p, xo);
         rows_sum(xo, 2 * P, K, part);
         break;
@@ -356,10 +398,8 @@ static void run_line(const axt_run *r, size_t l, double *part, float *ws)
             for (size_t i = 0; i < K; i++)
                 dyl[n * K + i] = (xo[2 * n * K + i] * r->a->out_w[2 * n] + r->a->out_b[2 * n]) +
                                  (xo[(2 * n + 1) * K + i] * r->a->out_w[2 * n + 1] + r->a->out_b[2 * n + 1]);
-        line_put(g, r->y, P, l, dyl, 0, P);
         break;
     case B_OUT_SUM:
-        line_get(g, r->dy, P, l, dyl);
         for (size_t n = 0; n < P; n++) {
             double s = 0, s0 = 0, s1 = 0;
             for (size_t i = 0; i < K; i++) {
@@ -369,23 +409,32 @@ static void run_line(const axt_run *r, size_t l, double *part, float *ws)
             part[n] += s, part[P + 2 * n] += s0, part[P + 2 * n + 1] += s1;
         }
         break;
-    case B_SOFTMAX:
-        line_get(g, r->qkv, 2 * P, l, col);
-        line_get(g, r->dy, P, l, dyl);
-        bwd_softmax(r, l, col, dyl, dcol, buf, part);
-        for (size_t h = 0; h < G; h++)
-            line_put(g, r->dqkv, 2 * P, l, dcol, (2 * h + 1) * gp, (2 * h + 2) * gp);
-        break;
-    case B_SIM:
-        line_get(g, r->qkv, 2 * P, l, col);
-        bwd_sim(r, l, col, dcol, buf, part);
-        for (size_t h = 0; h < G; h++)
-            line_put(g, r->dqkv, 2 * P, l, dcol, 2 * h * gp, (2 * h + 1) * gp);
-        break;
+    case B_SOFTMAX: bwd_softmax(r, l, col, dyl, dcol, buf, part); break;
+    case B_SIM: bwd_sim(r, l, col, dcol, buf, part); break;
     }
 }
 
-/* Worker w of nt takes blocks [nb*w/nt, nb*(w+1)/nt) with its own line buffer. */
+/* Lines [l0, l0 + n) of the current phase: gather what it reads, run each line in order, scatter what it writes. */
+static void run_tile(const axt_run *r, size_t l0, size_t n, double *part, float *ws)
+{
+    const axt_geo *g = r->g;
+    const size_t P = (size_t)g->P, K = (size_t)g->K, gp = (size_t)g->gp, T = AXT_TILE;
+    float *col = ws, *dyl = col + T * 2 * P * K, *dcol = dyl + T * P * K, *buf = dcol + T * 2 * P * K;
+    const int ph = r->phase;
+    if (ph == F_SIM_SUM || ph == F_SOFTMAX || ph == B_SOFTMAX || ph == B_SIM)
+        tile_get(g, r->qkv, 2 * P, l0, n, col);
+    if (ph == B_OUT_SUM || ph == B_SOFTMAX)
+        tile_get(g, r->dy, P, l0, n, dyl);
+    for (size_t m = 0; m < n; m++)
+        run_line(r, l0 + m, part, col + m * 2 * P * K, dyl + m * P * K, dcol + m * 2 * P * K, buf);
+    if (ph == F_OUTPUT)
+        tile_put(g, r->y, P, l0, n, dyl, 0, P);
+    const size_t v = ph == B_SOFTMAX; /* B_SOFTMAX wrote each group's v rows, B_SIM its q and k rows */
+    for (size_t h = 0; (ph == B_SOFTMAX || ph == B_SIM) && h < (size_t)g->G; h++)
+        tile_put(g, r->dqkv, 2 * P, l0, n, dcol, (2 * h + v) * gp, (2 * h + 1 + v) * gp);
+}
+
+/* Worker w of nt takes blocks [nb*w/nt, nb*(w+1)/nt) with its own buffers. */
 static void run_worker(void *ctx, long lo, long hi)
 {
     const axt_run *r = ctx;
@@ -397,8 +446,8 @@ static void run_worker(void *ctx, long lo, long hi)
             double *part = r->part + b * g->part;
             memset(part, 0, g->part * sizeof *part);
             size_t l1 = (b + 1) * AXT_BLOCK < g->lines ? (b + 1) * AXT_BLOCK : g->lines;
-            for (size_t l = b * AXT_BLOCK; l < l1; l++)
-                run_line(r, l, part, ws);
+            for (size_t l = b * AXT_BLOCK; l < l1; l += AXT_TILE)
+                run_tile(r, l, l1 - l < AXT_TILE ? l1 - l : AXT_TILE, part, ws);
         }
     }
 }
@@ -409,7 +458,7 @@ static void run_phase(axt_run *r, int phase)
     apt_par_for(run_worker, r, r->nt, r->nt);
 }
 
-/* sum[i] = the blocks' partials [i0, i0 + n) added in block order. */
+/* Partial i of every block, added in block order. */
 static double block_sum(const axt_run *r, size_t i)
 {
     double s = 0;
@@ -418,6 +467,7 @@ static double block_sum(const axt_run *r, size_t i)
     return s;
 }
 
+/* out[i] = the block sum of partial i0 + i. */
 static void reduce(const axt_run *r, size_t i0, size_t n, double *out)
 {
     for (size_t i = 0; i < n; i++)
@@ -525,7 +575,7 @@ int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     r.qkv = qkv, r.dy = dy, r.dqkv = dqkv;
     const size_t G = (size_t)g.G, P = (size_t)g.P, vrows = (size_t)g.gp * (size_t)g.L;
     const double n_sim = (double)g.lines * (double)g.KK, n_out = (double)g.lines * g.K;
-    double inv[2]; /* one inverse std, copied out of saved's tail (doubles, maybe unaligned) */
+    double inv; /* one inverse std, copied out of saved's tail (doubles, maybe unaligned) */
     const float *tail = saved + g.lines * g.line_saved;
 
     /* out_bn: coef = mean dy [P], mean dy x^ [2P], weight * inv std [2P] */
@@ -537,8 +587,8 @@ int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     }
     for (size_t ch = 0; ch < 2 * P; ch++) {
         dout_w[ch] = (float)(dout_w[ch] + r.coef[P + ch]);
-        memcpy(inv, tail + 2 * (3 * G + ch), sizeof(double));
-        r.coef[3 * P + ch] = a->out_w[ch] * inv[0];
+        memcpy(&inv, tail + 2 * (3 * G + ch), sizeof inv);
+        r.coef[3 * P + ch] = a->out_w[ch] * inv;
     }
     scale(r.coef, 3 * P, 1 / n_out);
     run_phase(&r, B_SOFTMAX);
@@ -549,8 +599,8 @@ int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     for (size_t ch = 0; ch < 3 * G; ch++) {
         dsim_b[ch] = (float)(dsim_b[ch] + r.coef[ch % G]);
         dsim_w[ch] = (float)(dsim_w[ch] + r.coef[G + ch]);
-        memcpy(inv, tail + 2 * ch, sizeof(double));
-        r.coef[4 * G + ch] = a->sim_w[ch] * inv[0];
+        memcpy(&inv, tail + 2 * ch, sizeof inv);
+        r.coef[4 * G + ch] = a->sim_w[ch] * inv;
     }
     scale(r.coef, 4 * G, 1 / n_sim);
     run_phase(&r, B_SIM);
