@@ -25,10 +25,20 @@ typedef struct tctx {
     int threads;
 } tctx;
 
-/* One worker of the per-sample backward-weights: own stream, memory objects, scratchpad and partial sum. */
+/* One argument of a convolution: the caller's plain NCDHW / OIDHW memory and, when oneDNN's chosen layout differs
+ * (blocked formats are what its fast kernels take), an owned buffer in that layout with the reorder between them. */
+typedef struct targ {
+    dnnl_memory_t user, inner; /* inner == user when no reorder is needed */
+    dnnl_primitive_t rp;
+    void *buf;
+    int out;
+} targ;
+
+/* One worker of the per-sample backward-weights: own stream, arguments, scratchpad and partial sum. */
 typedef struct tworker {
     dnnl_stream_t st;
-    dnnl_memory_t m[TMAXM];
+    targ a[3];
+    dnnl_memory_t sp;
     void *scratch;
     float *part;
 } tworker;
@@ -39,6 +49,7 @@ struct apt_nn_tprim {
     dnnl_memory_t m[TMAXM];
     int arg[TMAXM];
     int nm;
+    targ a[3];  /* convolutions: their arguments */
     dnnl_memory_t ws; /* max-pool workspace (owned), used by the matching backward */
     tworker *w;       /* backward-weights workers */
     int nw;
@@ -81,6 +92,18 @@ static void t_fini(void *ctx)
     free(c);
 }
 
+static void targ_free(targ *a)
+{
+    if (a->rp)
+        dnnl_primitive_destroy(a->rp);
+    if (a->inner && a->inner != a->user)
+        dnnl_memory_destroy(a->inner);
+    if (a->user)
+        dnnl_memory_destroy(a->user);
+    free(a->buf);
+    memset(a, 0, sizeof(*a));
+}
+
 static void t_prim_free(void *ctx, apt_nn_tprim *p)
 {
     (void)ctx;
@@ -93,11 +116,14 @@ static void t_prim_free(void *ctx, apt_nn_tprim *p)
             dnnl_memory_destroy(p->m[i]);
     if (p->ws)
         dnnl_memory_destroy(p->ws);
+    for (int i = 0; i < 3; i++)
+        targ_free(&p->a[i]);
     for (int i = 0; p->w && i < p->nw; i++) {
         tworker *w = &p->w[i];
-        for (int j = 0; j < TMAXM; j++)
-            if (w->m[j])
-                dnnl_memory_destroy(w->m[j]);
+        for (int j = 0; j < 3; j++)
+            targ_free(&w->a[j]);
+        if (w->sp)
+            dnnl_memory_destroy(w->sp);
         if (w->st)
             dnnl_stream_destroy(w->st);
         free(w->scratch);
@@ -162,9 +188,10 @@ static int slot_run(dnnl_stream_t st, apt_nn_tprim *p, dnnl_memory_t *m, void *c
     return APT_OK;
 }
 
-/* Convolution descriptors of one layer: src/dst for a batch of n, plain oidhw weights, PyTorch's padding. */
+/* Convolution descriptors of one layer: plain src/dst for a batch of n and oidhw weights (what the caller holds),
+ * the same with format "any" (what the primitive is created from), and PyTorch's padding. */
 typedef struct conv_desc {
-    dnnl_memory_desc_t src, dst, w;
+    dnnl_memory_desc_t src, dst, w, src_any, dst_any, w_any;
     dnnl_dims_t st, pl, pr;
 } conv_desc;
 
@@ -172,8 +199,11 @@ static void conv_desc_of(conv_desc *d, const apt_nn_tensor *x, const apt_nn_tens
                          int n)
 {
     md_ncdhw(&d->src, x, n), md_ncdhw(&d->dst, y, n);
-    dnnl_dims_t wd = {y->c, x->c, k, k, k};
+    dnnl_dims_t sd = {n, x->c, x->d, x->h, x->w}, dd = {n, y->c, y->d, y->h, y->w}, wd = {y->c, x->c, k, k, k};
     dnnl_memory_desc_init_by_tag(&d->w, 5, wd, dnnl_f32, dnnl_oidhw);
+    dnnl_memory_desc_init_by_tag(&d->src_any, 5, sd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&d->dst_any, 5, dd, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&d->w_any, 5, wd, dnnl_f32, dnnl_format_tag_any);
     int in[3] = {x->d, x->h, x->w}, out[3] = {y->d, y->h, y->w};
     for (int i = 0; i < 3; i++) {
         d->st[i] = stride[i], d->pl[i] = k / 2;
@@ -184,10 +214,80 @@ static void conv_desc_of(conv_desc *d, const apt_nn_tensor *x, const apt_nn_tens
 static int conv_fwd_pd(tctx *cx, conv_desc *d, dnnl_primitive_desc_t *pd, apt_error *err)
 {
     dnnl_convolution_desc_t cd;
-    TCK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &d->src, &d->w, NULL,
-                                           &d->dst, d->st, d->pl, d->pr),
+    TCK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &d->src_any,
+                                           &d->w_any, NULL, &d->dst_any, d->st, d->pl, d->pr),
         "convolution descriptor");
     TCK(dnnl_primitive_desc_create(pd, &cd, NULL, cx->eng, NULL), "convolution");
+    return APT_OK;
+}
+
+/* User memory for `plain` and, if the primitive chose another layout, a buffer in it with the reorder. */
+static int targ_init(targ *a, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *chosen, int out,
+                     dnnl_engine_t eng, apt_error *err)
+{
+    a->out = out;
+    TCK(dnnl_memory_create(&a->user, plain, eng, DNNL_MEMORY_NONE), "memory");
+    if (dnnl_memory_desc_equal(plain, chosen)) {
+        a->inner = a->user;
+        return APT_OK;
+    }
+    size_t bytes = dnnl_memory_desc_get_size(chosen);
+    if (posix_memalign(&a->buf, 64, bytes ? bytes : 64))
+        return apt_err(err, APT_ENOMEM, "out of memory for a reordered tensor (%zu bytes)", bytes);
+    TCK(dnnl_memory_create(&a->inner, chosen, eng, a->buf), "memory");
+    dnnl_primitive_desc_t rpd;
+    TCK(out ? dnnl_reorder_primitive_desc_create(&rpd, chosen, eng, plain, eng, NULL)
+            : dnnl_reorder_primitive_desc_create(&rpd, plain, eng, chosen, eng, NULL),
+        "reorder");
+    dnnl_status_t s = dnnl_primitive_create(&a->rp, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    TCK(s, "reorder");
+    return APT_OK;
+}
+
+static dnnl_status_t targ_reorder(targ *a, dnnl_stream_t st)
+{
+    dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->out ? a->inner : a->user}, {DNNL_ARG_TO, a->out ? a->user : a->inner}};
+    return dnnl_primitive_execute(a->rp, st, 2, r);
+}
+
+/* Inputs reordered in, the primitive, outputs reordered out (reorders are copies: no effect on the bits). */
+static dnnl_status_t conv_exec(dnnl_primitive_t p, dnnl_stream_t st, targ *a, const int *args, void *const *h,
+                               dnnl_memory_t scratch)
+{
+    dnnl_exec_arg_t e[4];
+    dnnl_status_t s = dnnl_success;
+    for (int i = 0; s == dnnl_success && i < 3; i++) {
+        s = dnnl_memory_set_data_handle(a[i].user, h[i]);
+        if (s == dnnl_success && a[i].rp && !a[i].out)
+            s = targ_reorder(&a[i], st);
+        e[i] = (dnnl_exec_arg_t){args[i], a[i].inner};
+    }
+    e[3] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scratch};
+    if (s == dnnl_success)
+        s = dnnl_primitive_execute(p, st, scratch ? 4 : 3, e);
+    for (int i = 0; s == dnnl_success && i < 3; i++)
+        if (a[i].rp && a[i].out)
+            s = targ_reorder(&a[i], st);
+    return s == dnnl_success ? dnnl_stream_wait(st) : s;
+}
+
+/* A conv slot from its primitive descriptor: args in/out with the layouts pd chose. */
+static int conv_slot(tctx *cx, apt_nn_tprim **c, const int *key, dnnl_primitive_desc_t pd, const int *args,
+                     const dnnl_memory_desc_t *const *plain, const dnnl_query_t *q, const int *out, apt_error *err)
+{
+    apt_nn_tprim *p = calloc(1, sizeof(*p));
+    if (!p)
+        return apt_err(err, APT_ENOMEM, "out of memory");
+    memcpy(p->key, key, sizeof(p->key));
+    *c = p;
+    TCK(dnnl_primitive_create(&p->p, pd), "primitive");
+    memcpy(p->arg, args, 3 * sizeof(int));
+    for (int i = 0; i < 3; i++) {
+        int rc = targ_init(&p->a[i], plain[i], dnnl_primitive_desc_query_md(pd, q[i], 0), out[i], cx->eng, err);
+        if (rc)
+            return rc;
+    }
     return APT_OK;
 }
 
@@ -205,16 +305,18 @@ static int t_conv_fwd(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *x, const
         int rc = conv_fwd_pd(cx, &d, &pd, err);
         if (rc)
             return rc;
-        int args[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST};
+        int args[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, out[3] = {0, 0, 1};
         const dnnl_memory_desc_t *mds[3] = {&d.src, &d.w, &d.dst};
-        rc = slot_new(c, key, pd, 3, args, mds, cx->eng, err);
+        dnnl_query_t q[3] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md};
+        rc = conv_slot(cx, c, key, pd, args, mds, q, out, err);
         dnnl_primitive_desc_destroy(pd);
         if (rc)
             return rc;
         p = *c;
     }
     void *h[3] = {x->data, (void *)w, y->data};
-    return slot_run(cx->st, p, p->m, h, err);
+    TCK(conv_exec(p->p, cx->st, p->a, p->arg, h, NULL), "convolution");
+    return APT_OK;
 }
 
 static int t_conv_bwd_data(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *dy, const float *w, int k,
@@ -232,22 +334,24 @@ static int t_conv_bwd_data(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *dy,
         if (rc)
             return rc;
         dnnl_convolution_desc_t cd;
-        dnnl_status_t s = dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &d.src, &d.w, &d.dst,
-                                                                   d.st, d.pl, d.pr);
+        dnnl_status_t s = dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &d.src_any,
+                                                                   &d.w_any, &d.dst_any, d.st, d.pl, d.pr);
         if (s == dnnl_success)
             s = dnnl_primitive_desc_create(&pd, &cd, NULL, cx->eng, hint);
         dnnl_primitive_desc_destroy(hint);
         TCK(s, "convolution backward data");
-        int args[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC};
+        int args[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC}, out[3] = {0, 0, 1};
         const dnnl_memory_desc_t *mds[3] = {&d.dst, &d.w, &d.src};
-        rc = slot_new(c, key, pd, 3, args, mds, cx->eng, err);
+        dnnl_query_t q[3] = {dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md};
+        rc = conv_slot(cx, c, key, pd, args, mds, q, out, err);
         dnnl_primitive_desc_destroy(pd);
         if (rc)
             return rc;
         p = *c;
     }
     void *h[3] = {dy->data, (void *)w, dx->data};
-    return slot_run(cx->st, p, p->m, h, err);
+    TCK(conv_exec(p->p, cx->st, p->a, p->arg, h, NULL), "convolution backward data");
+    return APT_OK;
 }
 
 typedef struct bww_job {
@@ -268,15 +372,7 @@ static void *bww_worker(void *arg)
     tworker *wk = &p->w[j->w];
     for (int b = j->w; !j->rc && b < j->x->n; b += j->nw) {
         void *h[3] = {j->x->data + (size_t)b * xs, j->dy->data + (size_t)b * ys, p->w[b].part};
-        dnnl_exec_arg_t a[4];
-        for (int i = 0; i < 3 && !j->rc; i++) {
-            if (dnnl_memory_set_data_handle(wk->m[i], h[i]) != dnnl_success)
-                j->rc = apt_err(&j->err, APT_EINVAL, "oneDNN: set handle");
-            a[i] = (dnnl_exec_arg_t){p->arg[i], wk->m[i]};
-        }
-        a[3] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, wk->m[3]};
-        if (!j->rc && (dnnl_primitive_execute(p->p, wk->st, 4, a) != dnnl_success ||
-                       dnnl_stream_wait(wk->st) != dnnl_success))
+        if (conv_exec(p->p, wk->st, wk->a, p->arg, h, wk->sp) != dnnl_success)
             j->rc = apt_err(&j->err, APT_EINVAL, "oneDNN: convolution backward weights failed");
     }
     return NULL;
@@ -297,27 +393,32 @@ static int bww_build(tctx *cx, apt_nn_tprim **c, const int *key, const apt_nn_te
     if (s == dnnl_success)
         s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     if (s == dnnl_success)
-        s = dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &d.src, &d.w, NULL, &d.dst, d.st,
-                                                        d.pl, d.pr);
+        s = dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &d.src_any, &d.w_any, NULL,
+                                                        &d.dst_any, d.st, d.pl, d.pr);
     if (s == dnnl_success)
         s = dnnl_primitive_desc_create(&pd, &cd, attr, cx->eng, hint);
     dnnl_primitive_desc_destroy(hint);
     dnnl_primitive_attr_destroy(attr);
     TCK(s, "convolution backward weights");
-    int args[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS};
+    apt_nn_tprim *p = calloc(1, sizeof(*p));
+    if (!p) {
+        dnnl_primitive_desc_destroy(pd);
+        return apt_err(err, APT_ENOMEM, "out of memory");
+    }
+    memcpy(p->key, key, sizeof(p->key));
+    *c = p;
+    int args[3] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}, out[3] = {0, 0, 1};
     const dnnl_memory_desc_t *mds[3] = {&d.src, &d.dst, &d.w};
-    rc = slot_new(c, key, pd, 0, args, mds, cx->eng, err);
-    apt_nn_tprim *p = *c;
+    dnnl_query_t q[3] = {dnnl_query_src_md, dnnl_query_diff_dst_md, dnnl_query_diff_weights_md};
+    memcpy(p->arg, args, sizeof args);
     const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t spbytes = dnnl_memory_desc_get_size(spmd);
-    if (!rc) {
-        memcpy(p->arg, args, sizeof args);
-        p->nm = 0;
-        p->nw = x->n; /* one slot per sample: worker w uses slot w for its objects and slot b for sample b's sum */
-        p->wcount = (size_t)dy->c * x->c * k * k * k;
-        if (!(p->w = calloc((size_t)p->nw, sizeof(*p->w))))
-            rc = apt_err(err, APT_ENOMEM, "out of memory");
-    }
+    if (dnnl_primitive_create(&p->p, pd) != dnnl_success)
+        rc = apt_err(err, APT_EINVAL, "oneDNN: convolution backward weights primitive");
+    p->nw = x->n; /* one slot per sample: worker w uses slot w for its objects and slot b for sample b's sum */
+    p->wcount = (size_t)dy->c * x->c * k * k * k;
+    if (!rc && !(p->w = calloc((size_t)p->nw, sizeof(*p->w))))
+        rc = apt_err(err, APT_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < p->nw; i++) {
         tworker *w = &p->w[i];
         /* oneDNN's kernels use aligned loads on their scratchpad: page-align it as the library itself would */
@@ -325,9 +426,8 @@ static int bww_build(tctx *cx, apt_nn_tprim **c, const int *key, const apt_nn_te
             posix_memalign(&w->scratch, 4096, spbytes ? (spbytes + 4095) & ~(size_t)4095 : 4096))
             rc = apt_err(err, APT_ENOMEM, "out of memory for weight-gradient partial sums");
         for (int j = 0; !rc && j < 3; j++)
-            if (dnnl_memory_create(&w->m[j], mds[j], cx->eng, DNNL_MEMORY_NONE) != dnnl_success)
-                rc = apt_err(err, APT_ENOMEM, "oneDNN: memory");
-        if (!rc && (dnnl_memory_create(&w->m[3], spmd, cx->eng, w->scratch) != dnnl_success ||
+            rc = targ_init(&w->a[j], mds[j], dnnl_primitive_desc_query_md(pd, q[j], 0), out[j], cx->eng, err);
+        if (!rc && (dnnl_memory_create(&w->sp, spmd, cx->eng, w->scratch) != dnnl_success ||
                     dnnl_stream_create(&w->st, cx->eng, dnnl_stream_default_flags) != dnnl_success))
             rc = apt_err(err, APT_ENOMEM, "oneDNN: scratchpad or stream");
     }
