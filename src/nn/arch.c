@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define NN_MAX_CH 16384
+#define NN_MAX_DIM 65536
 
 
 static int arch_int(json_t *o, const char *key, const char *where, int lo, int hi, int *out, apt_error *err)
@@ -230,4 +231,39 @@ int apt_nn_arch_tensors(const char *arch_json, apt_nn_tensor_cb cb, void *user, 
         rc = nn_unit_tensors(&u[i], &a, cb, user);
     free(u);
     return rc;
+}
+
+/* Spatial size after the stem (S[0]) and after each stage (S[1..3]); checks every stride divides. */
+int nn_arch_shapes(const nn_arch *m, int Z, int Y, int X, int S[4][3], apt_error *err)
+{
+    static const char ax[3] = {'Z', 'Y', 'X'};
+    int in[3] = {Z, Y, X};
+    for (int i = 0; i < 3; i++) {
+        if (in[i] < 1 || in[i] > NN_MAX_DIM)
+            return apt_err(err, APT_EINVAL, "patch %c = %d: must be in [1, %d]", ax[i], in[i], NN_MAX_DIM);
+        if (in[i] % m->stem_stride[i])
+            return apt_err(err, APT_EINVAL, "patch %c = %d does not divide by the stem stride %d", ax[i], in[i],
+                           m->stem_stride[i]);
+        S[0][i] = in[i] / m->stem_stride[i];
+        for (int s = 0; s < 3; s++) {
+            int prev = S[s][i], str = m->st[s].stride;
+            if (prev % str) {
+                int need = m->stem_stride[i];
+                for (int t = 0; t < 3; t++)
+                    need *= m->st[t].stride;
+                return apt_err(err, APT_EINVAL,
+                               "patch %c = %d does not divide through the strides (stage %d: %d not divisible by %d); "
+                               "%c must be a multiple of %d so decoder outputs and skips line up",
+                               ax[i], in[i], s, prev, str, ax[i], need);
+            }
+            S[s + 1][i] = prev / str;
+        }
+    }
+    if (S[3][0] != m->size[0] || S[3][1] != m->size[1] || S[3][2] != m->size[2])
+        return apt_err(err, APT_EINVAL,
+                       "patch %dx%dx%d reaches the axial block as %dx%dx%d but axial.size is [%d, %d, %d] (the "
+                       "relative embeddings are that long): use a patch of %dx%dx%d",
+                       Z, Y, X, S[3][0], S[3][1], S[3][2], m->size[0], m->size[1], m->size[2],
+                       Z / S[3][0] * m->size[0], Y / S[3][1] * m->size[1], X / S[3][2] * m->size[2]);
+    return APT_OK;
 }

@@ -20,6 +20,10 @@ typedef struct nn_arch {
 /* Parse and check every constraint (messages name the key at fault). */
 int nn_arch_parse(const char *json_text, nn_arch *a, apt_error *err);
 
+/* Spatial size after the stem (S[0]) and after each stage (S[1..3]); refuses patches that do not divide through
+   every stride or do not reach the axial block at axial.size (the message says which patch would). */
+int nn_arch_shapes(const nn_arch *a, int Z, int Y, int X, int S[4][3], apt_error *err);
+
 typedef enum nn_unit_kind {
     NN_UNIT_CONV, /* weight `name` [cout, cin, k, k, k] (rank 5) or [cout, cin, 1] (rank 3), BatchNorm `bn` */
     NN_UNIT_ATTN  /* `name`.relative [2gp, 2K-1], `name`.sim_bn [3 heads], `name`.out_bn [2 planes] */

@@ -15,7 +15,6 @@
 #include "nn/arch.h"
 #include "nn/nn_int.h"
 
-#define NN_MAX_DIM 65536
 
 typedef struct nn_block {
     nn_conv c1, c2, c3, proj;
@@ -39,7 +38,7 @@ struct apt_nn_model {
     apt_nn_prim *pool_prim, *up_prim[3];
     char *arch_json;
     char id[17];
-    double mean, std;
+    double mean, std, out_scale, out_offset;
     nn_plan plan;
 };
 
@@ -161,6 +160,25 @@ static int parse_input(apt_nn_model *m, const char *text, apt_error *err)
         if (!isfinite(m->mean) || !(m->std > 0) || !isfinite(m->std))
             rc = apt_err(err, APT_EINVAL, "__metadata__[\"aptomo.input\"]: mean must be finite and std > 0");
     }
+    json_decref(a);
+    return rc;
+}
+
+/* __metadata__["aptomo.output"] = {"scale": s, "offset": o}: identity when absent. */
+static int parse_output(apt_nn_model *m, const char *text, apt_error *err)
+{
+    m->out_scale = 1, m->out_offset = 0;
+    if (!text)
+        return APT_OK;
+    json_error_t je;
+    json_t *a = json_loads(text, 0, &je), *sc = json_object_get(a, "scale"), *of = json_object_get(a, "offset");
+    int rc = APT_OK;
+    if (!json_is_object(a) || !json_is_number(sc) || !json_is_number(of) || !isfinite(json_number_value(sc)) ||
+        !isfinite(json_number_value(of)) || json_number_value(sc) == 0)
+        rc = apt_err(err, APT_EINVAL,
+                     "__metadata__[\"aptomo.output\"]: expected {\"scale\": finite non-zero, \"offset\": finite}");
+    else
+        m->out_scale = json_number_value(sc), m->out_offset = json_number_value(of);
     json_decref(a);
     return rc;
 }
@@ -299,6 +317,8 @@ int apt_nn_load_backend(const char *path, int threads, const char *backend, apt_
         rc = nn_arch_parse(arch, &m->a, err);
     if (!rc)
         rc = parse_input(m, apt_st_meta(m->L.st, "aptomo.input"), err);
+    if (!rc)
+        rc = parse_output(m, apt_st_meta(m->L.st, "aptomo.output"), err);
     if (!rc) {
         size_t n;
         const uint8_t *bytes = apt_st_bytes(m->L.st, &n);
@@ -344,51 +364,24 @@ int apt_nn_input_norm(const apt_nn_model *m, double *mean, double *std)
     return APT_OK;
 }
 
+void apt_nn_output_apply(const apt_nn_model *m, float *v, size_t n)
+{
+    if (m->out_scale == 1 && m->out_offset == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(m->out_scale * v[i] + m->out_offset);
+}
+
 const char *apt_nn_weights_id(const apt_nn_model *m) { return m->id; }
 const char *apt_nn_arch_json(const apt_nn_model *m) { return m->arch_json; }
 const char *apt_nn_backend_name(const apt_nn_model *m) { return m->ops->name; }
 
 /* ---- shapes and plan ---- */
 
-/* Spatial size after the stem (S[0]) and after each stage (S[1..3]); checks every stride divides. */
-static int shapes(const apt_nn_model *m, int Z, int Y, int X, int S[4][3], apt_error *err)
-{
-    static const char ax[3] = {'Z', 'Y', 'X'};
-    int in[3] = {Z, Y, X};
-    for (int i = 0; i < 3; i++) {
-        if (in[i] < 1 || in[i] > NN_MAX_DIM)
-            return apt_err(err, APT_EINVAL, "patch %c = %d: must be in [1, %d]", ax[i], in[i], NN_MAX_DIM);
-        if (in[i] % m->a.stem_stride[i])
-            return apt_err(err, APT_EINVAL, "patch %c = %d does not divide by the stem stride %d", ax[i], in[i],
-                           m->a.stem_stride[i]);
-        S[0][i] = in[i] / m->a.stem_stride[i];
-        for (int s = 0; s < 3; s++) {
-            int prev = S[s][i], str = m->a.st[s].stride;
-            if (prev % str) {
-                int need = m->a.stem_stride[i];
-                for (int t = 0; t < 3; t++)
-                    need *= m->a.st[t].stride;
-                return apt_err(err, APT_EINVAL,
-                               "patch %c = %d does not divide through the strides (stage %d: %d not divisible by %d); "
-                               "%c must be a multiple of %d so decoder outputs and skips line up",
-                               ax[i], in[i], s, prev, str, ax[i], need);
-            }
-            S[s + 1][i] = prev / str;
-        }
-    }
-    if (S[3][0] != m->a.size[0] || S[3][1] != m->a.size[1] || S[3][2] != m->a.size[2])
-        return apt_err(err, APT_EINVAL,
-                       "patch %dx%dx%d reaches the axial block as %dx%dx%d but axial.size is [%d, %d, %d] (the "
-                       "relative embeddings are that long): use a patch of %dx%dx%d",
-                       Z, Y, X, S[3][0], S[3][1], S[3][2], m->a.size[0], m->a.size[1], m->a.size[2],
-                       Z / S[3][0] * m->a.size[0], Y / S[3][1] * m->a.size[1], X / S[3][2] * m->a.size[2]);
-    return APT_OK;
-}
-
 int apt_nn_output_shape(const apt_nn_model *m, int Z, int Y, int X, int *oz, int *oy, int *ox, apt_error *err)
 {
     int S[4][3];
-    int rc = shapes(m, Z, Y, X, S, err);
+    int rc = nn_arch_shapes(&m->a, Z, Y, X, S, err);
     if (rc)
         return rc;
     *oz = 2 * S[1][0], *oy = 2 * S[1][1], *ox = 2 * S[1][2];
@@ -428,7 +421,7 @@ static void plan_layout(apt_nn_model *m, apt_nn_arena *A, int B, int Z, int Y, i
 static int plan(apt_nn_model *m, int B, int Z, int Y, int X, apt_error *err)
 {
     int S[4][3];
-    int rc = shapes(m, Z, Y, X, S, err);
+    int rc = nn_arch_shapes(&m->a, Z, Y, X, S, err);
     if (rc)
         return rc;
     if (m->plan.mem && m->plan.B == B && m->plan.Z == Z && m->plan.Y == Y && m->plan.X == X)
