@@ -2,8 +2,9 @@
 target on the network's output grid, its 2x2-binned, blurred, noisy copy as the "Approximant"):
 
 - 3 epochs: the loss decreases on this easy task; stdout and --log carry one JSON line per epoch; the PNG is a PNG;
-  OUT loads into the PyTorch reference with strict=True and runs in `aptomo infer`; its metadata has aptomo.arch,
-  aptomo.input and aptomo.output;
+  OUT loads into the PyTorch reference with strict=True and runs in `aptomo infer`, which applies its aptomo.output
+  (the same weights without it give the raw output); its metadata has aptomo.arch, aptomo.input and
+  aptomo.output;
 - independent cross-checks of the data path (numpy patch grid, normalisation, NPCC): aptomo.input is the mean/std
   of the training patches' voxels, the best epoch's test NPCC and PCC are those of OUT's weights on the test
   patches run through `aptomo kernel nn-forward`, and aptomo.output is the least-squares fit on the training patches;
@@ -11,9 +12,7 @@ target on the network's output grid, its 2x2-binned, blurred, noisy copy as the 
   epoch lines; a resume that changes an option is refused;
 - the split: a pair given twice (one copy drawn as test) is refused as overlapping; one pair splits by a band;
   --dataset manifests (aptomo dataset's format) are read;
-- a progress bar on a terminal, nothing on stderr otherwise; bad inputs exit 2 with a message naming the fault.
-
-`aptomo infer` does not apply aptomo.output yet (docs/NETWORK.md), so that is not checked here."""
+- a progress bar on a terminal, nothing on stderr otherwise; bad inputs exit 2 with a message naming the fault."""
 import json
 import os
 import pty
@@ -213,9 +212,17 @@ def main():
         cross_check(ck, tmp, os.path.join(tmp, 'w.safetensors'), pairs, setup, epochs)
         p = cli('infer', '--weights', 'w.safetensors', 'a1.h5', '-o', 'r1.h5', cwd=tmp)
         ck.eq(f'OUT runs in aptomo infer ({p.stderr.strip()!r})', p.returncode, 0)
-        if p.returncode == 0:
-            with h5py.File(os.path.join(tmp, 'r1.h5')) as f:
-                ck.eq('infer output shape', f['/exchange/data'].shape, (16, 48, 48))
+        sd, meta = N.st_load(os.path.join(tmp, 'w.safetensors'))
+        fit = json.loads(meta.pop('aptomo.output'))
+        N.st_save(os.path.join(tmp, 'raw.safetensors'), sd, meta)  # the same weights without aptomo.output
+        q = cli('infer', '--weights', 'raw.safetensors', 'a1.h5', '-o', 'r1raw.h5', cwd=tmp)
+        if p.returncode == 0 and q.returncode == 0:
+            with h5py.File(os.path.join(tmp, 'r1.h5')) as f, h5py.File(os.path.join(tmp, 'r1raw.h5')) as g:
+                got, raw = f['/exchange/data'][()].astype(np.float64), g['/exchange/data'][()].astype(np.float64)
+            ck.eq('infer output shape', got.shape, (16, 48, 48))
+            want = fit['scale'] * raw + fit['offset']
+            err = np.abs(got - want).max() / np.abs(want).max()
+            ck.true(f'infer applies aptomo.output: scale * raw + offset (max rel. error {err:.2e})', err < 1e-5)
 
         # resume: 1 epoch, then 2 more from the checkpoint
         p1 = cli('train', '--arch', 'arch.json', *args, '--test-pairs', '1', *TRAIN, '--epochs', '1', '--log',
