@@ -87,6 +87,8 @@ static int refine_volume(aptd *d, const apt_volume *in, apt_volume *out, apt_err
     if (!out->data)
         return apt_err(err, APT_ENOMEM, "out of memory for the refined volume");
     int rc = apt_tile_run(in->data, in->Z, in->Y, in->X, &sp, net_forward, d, NULL, NULL, out->data, err);
+    if (!rc)
+        apt_nn_output_apply(d->model, out->data, (size_t)out->Z * out->Y * out->X);
     if (rc)
         apt_volume_free(out);
     return rc;

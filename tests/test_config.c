@@ -119,6 +119,7 @@ static const struct {
     {"sim.seed", "1"},
     {"sim.layers", "6"},
     {"sim.substrate", "true"},
+    {"sim.pitch_scale", "1"},
     {"log.level", "info"},
 };
 #define N_GOLDEN (sizeof golden_defaults / sizeof golden_defaults[0])

@@ -27,16 +27,16 @@ PHYS = ["--config", DEMO, "--set", "physics.iterations=1"]
 # every command and sub-command; the message prefix (tomo's methods share one parser: "tomo")
 COMMANDS = ["version", "replay", "stream", "stream dump", "stream sample", "synth-scan", "bench", "bench ingest",
             "bench ptycho", "bench tomo", "bench nn", "codec", "approximant", "preview", "kernel",
-            "kernel ptycho-grad", "kernel nn-forward", "kernel nn-init", "simulate", "metrics", "tomo", "tomo fbp",
-            "tomo sirt", "tomo sart", "tomo tv", "infer", "watch"]
+            "kernel ptycho-grad", "kernel nn-forward", "kernel nn-init", "simulate", "dataset", "metrics", "tomo",
+            "tomo fbp", "tomo sirt", "tomo sart", "tomo tv", "infer", "watch"]
 HELP_ONLY = []
 PREFIX = {c: "tomo" for c in COMMANDS if c.startswith("tomo")}
 # an option that takes a value, per command that has one
 VALUED = {"replay": "--rate", "stream dump": "--channel", "synth-scan": "-o", "bench ingest": "--frames",
           "bench ptycho": "--size", "bench tomo": "--reps", "bench nn": "--reps", "codec": "--codec",
           "approximant": "--png", "preview": "--title", "kernel ptycho-grad": "--threads",
-          "kernel nn-forward": "--backend", "kernel nn-init": "--arch", "simulate": "--config", "metrics": "--plot",
-          "tomo fbp": "--iters", "infer": "--weights", "watch": "--timeout"}
+          "kernel nn-forward": "--backend", "kernel nn-init": "--arch", "simulate": "--config", "dataset": "--count",
+          "metrics": "--plot", "tomo fbp": "--iters", "infer": "--weights", "watch": "--timeout"}
 
 
 def cli(*args, cwd=None, timeout=120):

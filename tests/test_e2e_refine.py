@@ -2,7 +2,9 @@
 `aptomo kernel nn-init`, a small arch whose patch is 32x24x24) publishes `volume` at N* and every publish_every
 angles after, `metrics` with the change vs the previous volume, and `stop` (reason n_star) once; the volume has the
 network's output shape (Y and X doubled) and equals `aptomo infer` run offline on the Approximant snapshot that the
-daemon wrote; control `finalize` refines on demand. Without weights, the volume is the Approximant itself."""
+daemon wrote; control `finalize` refines on demand. Without weights, the volume is the Approximant itself. The
+weights carry an `aptomo.output` affine: both infer and the daemon apply it (infer with it == 2.5 x infer without
+it - 0.5)."""
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e_util import APTOMO, SRC, Checker, Daemon, run_cli  # noqa: E402
+import nn_torch  # noqa: E402
 
 DEMO = os.path.join(SRC, "configs", "demo.yaml")
 ARCH = {"stem": 4, "stem_stride": [2, 1, 1],
@@ -75,6 +78,12 @@ def scenario(ck, tmp, scan, n_angles, weights):
                 ov = f["exchange/data"][()]
             diff = float(np.abs(ov - vol).max() / (np.abs(ov).max() + 1e-30))
             ck.true(f"daemon volume == aptomo infer (max rel diff {diff:.2e})", diff < 1e-4)
+            plain = os.path.join(os.path.dirname(weights), "plain.safetensors")
+            run_cli("infer", "--weights", plain, res, "-o", off)
+            with h5py.File(off, "r") as f:
+                pv = f["exchange/data"][()]
+            diff = float(np.abs(2.5 * pv - 0.5 - ov).max() / (np.abs(ov).max() + 1e-30))
+            ck.true(f"aptomo.output applied: 2.5 x plain - 0.5 (max rel diff {diff:.2e})", diff < 1e-5)
     rep = d.control({"cmd": "finalize"})
     ck.true(f"finalize accepted ({rep})", rep.get("ok") is True)
     fin = collect(d, lambda g: len(g["volume"]) >= 1, timeout=300)["volume"]
@@ -95,7 +104,10 @@ def main():
         with open(arch, "w") as f:
             json.dump(ARCH, f)
         weights = os.path.join(tmp, "w.safetensors")
-        run_cli("kernel", "nn-init", "--arch", arch, "--seed", 3, weights)
+        plain = os.path.join(tmp, "plain.safetensors")
+        run_cli("kernel", "nn-init", "--arch", arch, "--seed", 3, plain)
+        sd, meta = nn_torch.st_load(plain)
+        nn_torch.st_save(weights, sd, {**meta, "aptomo.output": json.dumps({"scale": 2.5, "offset": -0.5})})
         for w in (None, weights):
             sub = os.path.join(tmp, "with" if w else "without")
             os.makedirs(sub)

@@ -60,7 +60,7 @@ static void test_phantom(void)
     size_t n = (size_t)g.Z * g.Y * g.X, plane = (size_t)g.Y * g.X;
     float *d = malloc(n * sizeof *d), *b = malloc(n * sizeof *b), *d2 = malloc(n * sizeof *d2);
     uint8_t *lab = malloc(n);
-    apt_sim_ic_opts o = {3, 1, 7, 8.8};
+    apt_sim_ic_opts o = {3, 1, 7, 8.8, 1.0};
     apt_sim_ic_info in;
     CHECK_OK(apt_sim_phantom_ic(&g, &o, d, b, lab, &in, &e), &e);
     CHECK(in.n_layers == 3 && in.substrate_z0 < g.Z && in.vias > 0);
@@ -153,6 +153,58 @@ static void test_phantom(void)
 static apt_sim_probe_opts demo_probe(void)
 {
     return (apt_sim_probe_opts){APT_SIM_PROBE_ZONEPLATE, 8.8, 160e-6, 50e-9, 0.5, 150e-6, 0.3, 1e6};
+}
+
+/* Lines across the layer's normal axis in its line level: runs of rows (lines along x) or columns holding metal.
+   Lines are separated by at least 0.35 pitch, so each run is one line: about across / pitch of them. */
+static int count_line_runs(const uint8_t *s, int Y, int X, int along_x)
+{
+    int runs = 0, prev = 0, across = along_x ? Y : X, along = along_x ? X : Y;
+    for (int c = 0; c < across; c++) {
+        int metal = 0;
+        for (int a = 0; a < along && !metal; a++)
+            metal = s[along_x ? (size_t)c * X + a : (size_t)a * X + c] == APT_MAT_CU;
+        runs += metal && !prev;
+        prev = metal;
+    }
+    return runs;
+}
+
+/* sim.pitch_scale: every layer's pitch is a table pitch (index k or k+1) times the scale, and the label volume's
+   line count follows the reported pitch, at fine, unit and coarse scales. */
+static void test_phantom_pitch_scale(void)
+{
+    static const int table[] = {6, 8, 10, 12, 16, 20, 24, 32, 40, 48};
+    apt_error e = {0};
+    apt_grid3 g = {24, 160, 160, 14e-9, 14e-9, 14e-9};
+    size_t n = (size_t)g.Z * g.Y * g.X, plane = (size_t)g.Y * g.X;
+    float *d = malloc(n * sizeof *d);
+    uint8_t *lab = malloc(n);
+    const double scales[] = {0.5, 1.0, 1.7, 3.0};
+    double mean_pitch[4] = {0};
+    for (int si = 0; si < 4; si++) {
+        apt_sim_ic_opts o = {3, 0, 11, 8.8, scales[si]};
+        apt_sim_ic_info in;
+        CHECK_OK(apt_sim_phantom_ic(&g, &o, d, NULL, lab, &in, &e), &e);
+        for (int k = 0; k < 3; k++) {
+            int p = in.pitch_vox[k], ok = 0;
+            for (int i = k; i <= k + 1; i++) {
+                int want = (int)lround(table[i] * scales[si]);
+                ok |= p == (want < 2 ? 2 : want);
+            }
+            CHECK_MSG(ok, "scale %g layer %d: pitch %d is no table pitch x scale", scales[si], k, p);
+            int runs = count_line_runs(lab + (size_t)in.line_z0[k] * plane, g.Y, g.X, in.along_x[k]);
+            double expect = (double)(in.along_x[k] ? g.Y : g.X) / p;
+            CHECK_MSG(fabs(runs - expect) <= 1.5, "scale %g layer %d: %d lines, pitch %d wants %.1f", scales[si], k,
+                      runs, p, expect);
+            mean_pitch[si] += p / 3.0;
+        }
+    }
+    CHECK(mean_pitch[0] < mean_pitch[1] && mean_pitch[1] < mean_pitch[2] && mean_pitch[2] < mean_pitch[3]);
+    apt_sim_ic_opts bad = {3, 0, 11, 8.8, 0.1};
+    CHECK(apt_sim_phantom_ic(&g, &bad, d, NULL, NULL, NULL, &e) == APT_EINVAL && strstr(e.msg, "sim.pitch_scale"));
+    free(d);
+    free(lab);
 }
 
 static void test_probe(void)
@@ -345,7 +397,7 @@ static void test_end_to_end(void)
         float *gt = malloc((size_t)Z * Y * X * sizeof *gt), *ph_d = malloc((size_t)Z * Y * X * sizeof *ph_d);
         double vs[3];
         CHECK_OK(apt_scanfile_read_ground_truth(sf, gt, vs, &e), &e);
-        apt_sim_ic_opts io = {o.layers, o.substrate, o.seed, o.energy_keV};
+        apt_sim_ic_opts io = {o.layers, o.substrate, o.seed, o.energy_keV, o.pitch_scale};
         CHECK_OK(apt_sim_phantom_ic(&o.grid, &io, ph_d, NULL, NULL, NULL, &e), &e);
         CHECK(!memcmp(gt, ph_d, (size_t)Z * Y * X * sizeof *gt) && vs[0] == 28e-9);
         free(gt);
@@ -364,6 +416,7 @@ int main(void)
 {
     test_materials();
     test_phantom();
+    test_phantom_pitch_scale();
     test_probe();
     test_rng();
     test_positions();

@@ -9,5 +9,6 @@ int bench_ptycho(int argc, char **argv);
 int bench_tomo(int argc, char **argv);
 /* `aptomo bench nn`: network forward voxels/s, demo and full-size arch, vs PyTorch CPU on the same weights. */
 int bench_nn(int argc, char **argv);
+int bench_train(int argc, char **argv);
 
 #endif

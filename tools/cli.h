@@ -55,6 +55,8 @@ enum { CLI_OPEN_LO = 1, CLI_OPEN_HI = 2 };
 int cli_uint(cli_parser *p, uint64_t lo, uint64_t hi, uint64_t *out);
 int cli_int(cli_parser *p, int lo, int hi, int *out);
 int cli_real(cli_parser *p, double lo, double hi, int flags, double *out);
+/* A range "LO:HI" or one value "V" (= V:V): lo <= LO <= HI <= hi, whole numbers when integral; out = {LO, HI}. */
+int cli_range(cli_parser *p, double lo, double hi, int integral, double out[2]);
 /* choices: NULL-terminated; *idx = the index of p->arg among them. */
 int cli_choice(cli_parser *p, const char *const *choices, int *idx);
 /* A comma-separated list of indices into *list (malloc'd, replaces an earlier one). */

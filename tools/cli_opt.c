@@ -206,6 +206,31 @@ int cli_real(cli_parser *p, double lo, double hi, int flags, double *out)
                  flags & CLI_OPEN_HI ? ')' : ']');
 }
 
+int cli_range(cli_parser *p, double lo, double hi, int integral, double out[2])
+{
+    const char *a = p->arg ? p->arg : "";
+    char buf[128];
+    double v[2];
+    int ok = strlen(a) < sizeof buf;
+    if (ok) {
+        memcpy(buf, a, strlen(a) + 1);
+        char *colon = strchr(buf, ':');
+        if (colon)
+            *colon = '\0';
+        ok = !cli_parse_double(buf, &v[0]) && !cli_parse_double(colon ? colon + 1 : buf, &v[1]);
+        for (int i = 0; ok && i < 2; i++)
+            ok = isfinite(v[i]) && v[i] >= lo && v[i] <= hi && (!integral || v[i] == floor(v[i]));
+        ok = ok && v[0] <= v[1];
+    }
+    if (ok) {
+        out[0] = v[0];
+        out[1] = v[1];
+        return 0;
+    }
+    return fault(p, "%s: '%s' must be LO:HI (or one value), %s with %g <= LO <= HI <= %g", p->opt, a,
+                 integral ? "integers" : "numbers", lo, hi);
+}
+
 int cli_choice(cli_parser *p, const char *const *choices, int *idx)
 {
     char list[256] = "";

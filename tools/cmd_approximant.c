@@ -1,9 +1,10 @@
 /* cmd_approximant.c - `aptomo approximant scan.h5 -o out.h5`: the offline Approximant through the same per-angle
- * code as the daemon (apt_angle_reconstruct + apt_approx_add). Frames are cropped around the beam centre like the
- * daemon does; settings come from the scan file (instrument) and the config (physics.*, tomo.*). Prints a JSON
- * line per angle (PCC vs ground truth as angles accumulate when the scan has one) and writes a result file.
- * --projections also keeps each angle's integrated phase (apt_angle_projs, as `aptomo tomo` makes them), so the
- * one expensive ptychography pass feeds the classical baselines too. */
+ * code as the daemon (apt_angle_reconstruct + apt_approx_add, in approx_scan.c, which `aptomo dataset` shares).
+ * Frames are cropped around the beam centre like the daemon does; settings come from the scan file (instrument)
+ * and the config (physics.*, tomo.*). Prints a JSON line per angle (PCC vs ground truth as angles accumulate when
+ * the scan has one) and writes a result file. --projections also keeps each angle's integrated phase
+ * (apt_angle_projs, as `aptomo tomo` makes them), so the one expensive ptychography pass feeds the classical
+ * baselines too. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "aptomo/preview.h"
 #include "aptomo/scanfile.h"
 #include "aptomo/volume.h"
+#include "approx_scan.h"
 #include "cli.h"
 
 typedef struct approx_opts {
@@ -95,10 +97,9 @@ int cmd_approximant(int argc, char **argv)
     apt_error err = {0};
     apt_config *cfg = NULL;
     apt_scanfile *sf = NULL;
-    apt_angle_ctx *ctx = NULL;
-    apt_approx *ap = NULL;
+    approx_scan as;
+    memset(&as, 0, sizeof as);
     apt_angle_projs ps = {0};
-    float *probe = NULL, *truth = NULL, *vol = NULL;
     double *theta = NULL;
     int rc = CLI_USAGE;
     if (apt_config_load(o.config, &cfg, &err)) {
@@ -115,26 +116,19 @@ int cmd_approximant(int argc, char **argv)
         goto out;
     }
     const apt_scan_header *h = apt_scanfile_header(sf);
-    apt_angle_cfg ac;
-    if ((rc = apt_angle_cfg_from_scan(sf, cfg, &ac, &probe, &truth, &err))) {
+    if ((rc = approx_scan_open(&as, sf, cfg, 0, &err))) {
         fprintf(stderr, "aptomo approximant: %s\n", err.msg);
         rc = rc == APT_ENOMEM || rc == APT_EIO ? CLI_FAIL : CLI_USAGE;
         goto out;
     }
     rc = CLI_USAGE;
-    if (apt_angle_ctx_new(&ac, probe, &ctx, &err) || apt_approx_new(&ac.grid, &ap, &err)) {
-        fprintf(stderr, "aptomo approximant: %s\n", err.msg);
-        goto out;
-    }
     if (!o.n_angles) {
         o.angles = calloc(h->n_angles ? h->n_angles : 1, sizeof *o.angles);
         for (uint32_t i = 0; o.angles && i < h->n_angles; i++)
             o.angles[o.n_angles++] = i;
     }
-    size_t nvox = (size_t)ac.grid.Z * ac.grid.Y * ac.grid.X;
-    vol = malloc(nvox * sizeof *vol);
     theta = malloc((o.n_angles ? o.n_angles : 1) * sizeof *theta);
-    if (!vol || !theta) {
+    if (!o.angles || !theta) {
         fprintf(stderr, "aptomo approximant: out of memory\n");
         rc = CLI_FAIL;
         goto out;
@@ -146,30 +140,28 @@ int cmd_approximant(int argc, char **argv)
         }
         theta[i] = h->angles_deg[o.angles[i]];
     }
-    if (o.proj && apt_angle_projs_init(&ps, &ac.grid, 0, 0, theta, (int)o.n_angles, &err)) {
+    if (o.proj && apt_angle_projs_init(&ps, &as.ac.grid, 0, 0, theta, (int)o.n_angles, &err)) {
         fprintf(stderr, "aptomo approximant: --projections %s: %s\n", o.proj, err.msg);
         rc = err.code == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
         goto out;
     }
     rc = CLI_OK;
-    double pcc = NAN;
     cli_progress bar;
     cli_progress_start(&bar, "approximant", o.n_angles);
     cli_progress_update(&bar, 0);
     for (size_t i = 0; i < o.n_angles && rc == CLI_OK; i++) {
         uint32_t idx = o.angles[i], J = 0;
         apt_angle_result res;
-        if (apt_angle_reconstruct_scan(ctx, sf, idx, ac.crop, &res, &J, &err)) {
+        int arc = approx_scan_add(&as, sf, idx, &res, &J, &err);
+        if (arc && !res.object) { /* the reconstruction itself failed: nothing to report */
             cli_progress_clear(&bar);
-            fprintf(stderr, "aptomo approximant: angle %u: %s\n", idx, err.msg);
+            fprintf(stderr, "aptomo approximant: %s\n", err.msg);
+            apt_angle_result_free(&res);
             rc = CLI_FAIL;
             break;
         }
-        int arc = apt_approx_add(ap, &res.sg, apt_angle_wavelength(ctx), res.object, res.weight, &err);
         if (!arc && o.proj)
-            arc = apt_angle_projs_add(&ps, &res, 2 * M_PI / apt_angle_wavelength(ctx), &err);
-        if (!arc && truth && !apt_approx_get(ap, vol, &err))
-            pcc = apt_metric_pcc(vol, truth, nvox, NULL);
+            arc = apt_angle_projs_add(&ps, &res, 2 * M_PI / apt_angle_wavelength(as.ctx), &err);
         cli_progress_clear(&bar); /* the JSON line must not land inside the bar on a shared terminal */
         printf("{\"angle\":%u,\"angle_deg\":%.4f,\"frames_used\":%zu,\"frames_outside\":%zu,\"loss\":[", idx,
                h->angles_deg[idx], res.frames_used, res.frames_outside);
@@ -177,7 +169,7 @@ int cmd_approximant(int argc, char **argv)
             printf("%s%.6g", k ? "," : "", res.loss[k]);
         /* live budget: the angle must be done before the next one is acquired (500 Hz in APT) */
         printf("],\"seconds\":%.3f,\"latency_vs_acquisition_500hz\":%.3f,\"angles\":%zu,\"pcc_vs_truth\":%.4f}\n",
-               res.seconds, J ? res.seconds / (J / 500.0) : 0.0, i + 1, pcc);
+               res.seconds, J ? res.seconds / (J / 500.0) : 0.0, i + 1, as.pcc);
         fflush(stdout);
         apt_angle_result_free(&res);
         if (arc) {
@@ -189,42 +181,37 @@ int cmd_approximant(int argc, char **argv)
     }
     if (rc == CLI_OK)
         cli_progress_end(&bar);
-    if (rc == CLI_OK && !apt_approx_get(ap, vol, &err)) {
-        apt_volume v = {ac.grid.Z, ac.grid.Y, ac.grid.X, {ac.grid.vz, ac.grid.vy, ac.grid.vx}, vol};
-        const char *names[] = {"pcc_vs_truth"};
+    if (rc == CLI_OK && approx_scan_write(&as, o.out, theta, o.n_angles, cfg, &err)) {
+        fprintf(stderr, "aptomo approximant: %s\n", err.msg);
+        rc = CLI_FAIL;
+    }
+    if (rc == CLI_OK && o.proj) {
         char *yaml = apt_config_dump_yaml(cfg);
-        apt_result res = {NULL, &v, theta, o.n_angles, yaml, names, &pcc, truth ? 1 : 0};
-        if (apt_result_write(o.out, &res, &err)) {
-            fprintf(stderr, "aptomo approximant: %s\n", err.msg);
-            rc = CLI_FAIL;
-        }
-        if (rc == CLI_OK && o.proj && apt_angle_projs_write(&ps, o.proj, yaml, &err)) {
+        if (apt_angle_projs_write(&ps, o.proj, yaml, &err)) {
             fprintf(stderr, "aptomo approximant: --projections: %s\n", err.msg);
             rc = CLI_FAIL;
         }
         free(yaml);
-        if (rc == CLI_OK && o.png) {
-            apt_volume t = {ac.grid.Z, ac.grid.Y, ac.grid.X, {ac.grid.vz, ac.grid.vy, ac.grid.vx}, truth};
-            const apt_volume *vols[2] = {&v, &t};
-            const char *labels[2] = {"Approximant", "ground truth (delta)"};
-            char title[128];
-            snprintf(title, sizeof title, "aptomo Approximant, %zu angles, PCC %.3f", o.n_angles, pcc);
-            if (apt_preview_write(o.png, vols, labels, truth ? 2 : 1, title, &err)) {
-                fprintf(stderr, "aptomo approximant: %s\n", err.msg);
-                rc = CLI_FAIL;
-            }
+    }
+    if (rc == CLI_OK && o.png) {
+        const apt_grid3 *g = &as.ac.grid;
+        apt_volume v = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, as.vol};
+        apt_volume t = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, as.truth};
+        const apt_volume *vols[2] = {&v, &t};
+        const char *labels[2] = {"Approximant", "ground truth (delta)"};
+        char title[128];
+        snprintf(title, sizeof title, "aptomo Approximant, %zu angles, PCC %.3f", o.n_angles, as.pcc);
+        if (apt_preview_write(o.png, vols, labels, as.truth ? 2 : 1, title, &err)) {
+            fprintf(stderr, "aptomo approximant: %s\n", err.msg);
+            rc = CLI_FAIL;
         }
     }
 out:
     apt_angle_projs_free(&ps);
-    apt_approx_destroy(&ap);
-    apt_angle_ctx_destroy(&ctx);
+    approx_scan_close(&as);
     if (sf)
         apt_scanfile_close(&sf, NULL);
     apt_config_destroy(&cfg);
-    free(probe);
-    free(truth);
-    free(vol);
     free(theta);
     free(o.angles);
     return rc;

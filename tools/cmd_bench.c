@@ -362,17 +362,19 @@ static int bench_ingest(int argc, char **argv)
 }
 
 static const char HELP[] =
-    "usage: aptomo bench ingest|ptycho|tomo|nn [options]\n"
+    "usage: aptomo bench ingest|ptycho|tomo|nn|train [options]\n"
     "Benchmarks, one JSON line per measurement, each next to a reference measured in the same run:\n"
     "  ingest   decode and end-to-end ingest speed (bslz4 Eiger frames through the daemon's pipeline)\n"
     "  ptycho   multislice forward + gradient patterns/s vs the same FFTs alone\n"
     "  tomo     FBP and SART vs scikit-image's iradon / iradon_sart\n"
     "  nn       network forward voxels/s vs PyTorch on the same weights\n"
+    "  train    one training step's time vs PyTorch on the same weights, batch and threads\n"
     "aptomo help bench SUB: the options of each.\n";
 
 int cmd_bench(int argc, char **argv)
 {
     static const cli_sub subs[] = {{"ingest", bench_ingest}, {"ptycho", bench_ptycho}, {"tomo", bench_tomo},
-                                   {"nn", bench_nn}, {NULL, NULL}};
+                                   {"nn", bench_nn},
+                                   {"train", bench_train}, {NULL, NULL}};
     return cli_dispatch("bench", HELP, subs, argc, argv);
 }

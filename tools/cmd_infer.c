@@ -108,6 +108,7 @@ int cmd_infer(int argc, char **argv)
         goto out;
     }
     cli_progress_end(&prog);
+    apt_nn_output_apply(c.m, vout.data, (size_t)vout.Z * vout.Y * vout.X);
     double secs = apt_now() - t0;
     char cfg[512];
     snprintf(cfg, sizeof cfg, "weights: \"%s\"\nweights_id: \"%s\"\ninput: \"%s\"\n", weights,

@@ -251,16 +251,20 @@ static int kernel_ptycho_grad(int argc, char **argv)
 }
 
 static const char HELP[] =
-    "usage: aptomo kernel ptycho-grad|nn-forward|nn-init ...\n"
+    "usage: aptomo kernel ptycho-grad|nn-forward|nn-init|nn-step|nn-axial-grad ...\n"
     "Stable entry points to single library kernels, for scripts and cross-checks (PyTorch, numpy):\n"
     "  ptycho-grad   loss and object gradient of the multislice model: IN.h5 -> OUT.h5\n"
     "  nn-forward    eval-mode network forward: W.safetensors IN.h5 (/x) -> OUT.h5 (/y)\n"
     "  nn-init       random weights for an arch: --arch ARCH.json OUT.safetensors\n"
+    "  nn-step       training steps on one batch: W.safetensors IN.h5 (/x, /y) -> OUT.safetensors\n"
+    "  nn-axial-grad training-mode axial attention core, forward + backward: IN.h5 -> OUT.h5\n"
     "aptomo help kernel SUB: the options of each.\n";
 
 int cmd_kernel(int argc, char **argv)
 {
     static const cli_sub subs[] = {{"ptycho-grad", kernel_ptycho_grad}, {"nn-forward", kernel_nn_forward},
-                                   {"nn-init", kernel_nn_init}, {NULL, NULL}};
+                                   {"nn-init", kernel_nn_init}, {"nn-step", kernel_nn_step},
+                                   {"nn-axial-grad", kernel_nn_axial_grad},
+                                   {NULL, NULL}};
     return cli_dispatch("kernel", HELP, subs, argc, argv);
 }

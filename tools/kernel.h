@@ -7,5 +7,10 @@
 int kernel_nn_forward(int argc, char **argv);
 /* `aptomo kernel nn-init --arch ARCH.json --seed S [--input JSON] OUT.safetensors`: random weights. */
 int kernel_nn_init(int argc, char **argv);
+/* `aptomo kernel nn-axial-grad [--threads N] IN.h5 OUT.h5`: training-mode axial attention core, fwd + bwd. */
+int kernel_nn_axial_grad(int argc, char **argv);
+
+/* `aptomo kernel nn-step [--lr LR] [--steps K] [--threads N] W.safetensors IN.h5 OUT.safetensors`: training steps. */
+int kernel_nn_step(int argc, char **argv);
 
 #endif

@@ -5,6 +5,8 @@
 #ifndef APTOMO_NN_H
 #define APTOMO_NN_H
 
+#include <stddef.h>
+
 #include "aptomo/error.h"
 
 typedef struct apt_nn_model apt_nn_model;
@@ -24,6 +26,9 @@ int apt_nn_output_shape(const apt_nn_model *m, int Z, int Y, int X, int *oz, int
 int apt_nn_forward(apt_nn_model *m, const float *x, int B, int Z, int Y, int X, float *y, apt_error *err);
 /* __metadata__["aptomo.input"] = {"mean": m, "std": s} (JSON numbers; std > 0); mean 0, std 1 when absent. */
 int apt_nn_input_norm(const apt_nn_model *m, double *mean, double *std);
+/* __metadata__["aptomo.output"] = {"scale": s, "offset": o}, fitted by aptomo train (NPCC leaves the output's scale
+   free): v <- s v + o over n values, so the refined volume is in the target's units; identity when absent. */
+void apt_nn_output_apply(const apt_nn_model *m, float *v, size_t n);
 /* 16 lowercase hex digits: FNV-1a 64 of the whole weights file. */
 const char *apt_nn_weights_id(const apt_nn_model *m);
 /* The arch as JSON text (what the file says), for result files. */

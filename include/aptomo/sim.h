@@ -53,6 +53,8 @@ typedef struct apt_sim_ic_opts {
     int substrate;       /* nonzero: a Si substrate slab at the high-z side (with W contacts to the first layer) */
     uint64_t seed;
     double energy_keV;   /* refractive indices */
+    double pitch_scale;  /* lateral feature size: every pitch of the table x this (rounded, >= 2 voxels); 1 = the
+                            table, bit for bit; in [0.25, 4] */
 } apt_sim_ic_opts;
 
 /* What was built, for tests and the docs: z ranges are voxel indices [z0, z1), layer 0 nearest the substrate. */
@@ -127,6 +129,7 @@ typedef struct apt_sim_opts {
     int elem_size;              /* sim.dtype: 2 (uint16) or 4 (uint32) */
     uint64_t seed;              /* sim.seed */
     int layers, substrate;      /* sim.layers, sim.substrate */
+    double pitch_scale;         /* sim.pitch_scale */
     int slices;                 /* physics.slices */
     double energy_keV, distance_m, pixel_size_m; /* physics.* */
     int threads;                /* forward-model threads, 0 = one per core */

@@ -87,6 +87,7 @@ static const apt_config_key keys[] = {
     I("sim.seed", "1", 0, 9007199254740991.0, "aptomo simulate: seed of every random choice"),
     I("sim.layers", "6", 1, 16, "aptomo simulate: metal layers of the IC phantom"),
     B("sim.substrate", "true", "aptomo simulate: Si substrate slab (with W contacts) at the high-z side"),
+    F("sim.pitch_scale", "1", 0.25, 4, 0, "aptomo simulate: the phantom's line pitches (and widths, cuts) x this"),
 
     E("log.level", "info", "debug|info|warn|error", "least severe log level written to stderr"),
 };

@@ -122,26 +122,23 @@ int apt_nn_axial_cpu(const apt_nn_axial_params *p, const apt_nn_tensor *qkv, int
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nn/arch.h"
 #include "nn/nn_int.h"
 
 int nn_attn_load(nn_loader *L, const char *prefix, int planes, int heads, int K, int axis, nn_attn *a, apt_error *err)
 {
     char n1[256], n2[256];
-    const int one[3] = {1, 1, 1};
-    int gp = planes / heads, G = heads;
-    snprintf(n1, sizeof n1, "%s.qkv.weight", prefix);
-    snprintf(n2, sizeof n2, "%s.qkv_bn", prefix);
-    int rc = nn_conv_load(L, n1, n2, 2 * planes, planes, 1, 3, one, &a->qkv, err);
+    int gp = planes / heads, G = heads, rc = APT_OK;
     const float *rel = NULL;
-    snprintf(n1, sizeof n1, "%s.relative", prefix);
+    snprintf(n1, sizeof n1, "%s.%s", prefix, nn_attn_part[0]);
     int64_t rs[2] = {2 * gp, 2 * K - 1};
     if (!rc)
         rc = nn_need(L, n1, 2, rs, &rel, err);
     float *h = rc ? NULL : malloc(sizeof(float) * (6 * (size_t)G + 4 * (size_t)planes));
     if (!rc && !h)
         rc = apt_err(err, APT_ENOMEM, "out of memory");
-    snprintf(n1, sizeof n1, "%s.sim_bn", prefix);
-    snprintf(n2, sizeof n2, "%s.out_bn", prefix);
+    snprintf(n1, sizeof n1, "%s.%s", prefix, nn_attn_part[1]);
+    snprintf(n2, sizeof n2, "%s.%s", prefix, nn_attn_part[2]);
     if (!rc)
         rc = nn_bn_fold(L, n1, 3 * G, h, h + 3 * G, err);
     if (!rc)

@@ -18,7 +18,8 @@ typedef struct nn_axial_train {
     float *out_rm, *out_rv;     /* out_bn running mean / var [2*planes] */
 } nn_axial_train;
 
-/* Floats the forward keeps for the backward, for an input [B, 2*planes, D, H, W]. */
+/* Floats the forward keeps for the backward, for an input [B, 2*planes, D, H, W]. Both sizes are 0 for shapes fwd
+   would refuse (planes / heads not even, extent along axis not K) or that overflow size_t. */
 size_t nn_axial_train_saved(const nn_axial_train *a, int B, int D, int H, int W);
 /* Floats of scratch fwd and bwd need with `threads` workers (threads >= 1). */
 size_t nn_axial_train_scratch(const nn_axial_train *a, int B, int D, int H, int W, int threads);

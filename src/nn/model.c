@@ -12,14 +12,9 @@
 #include <string.h>
 
 #include "aptomo/gpu.h"
+#include "nn/arch.h"
 #include "nn/nn_int.h"
 
-#define NN_MAX_DIM 65536
-#define NN_MAX_CH 16384
-
-typedef struct nn_stage_arch {
-    int f0, f1, blocks, stride;
-} nn_stage_arch;
 
 typedef struct nn_block {
     nn_conv c1, c2, c3, proj;
@@ -36,16 +31,14 @@ struct apt_nn_model {
     const struct apt_nn_ops *ops;
     void *ctx;
     nn_loader L;
-    int stem, stem_stride[3];
-    nn_stage_arch st[3];
-    int planes, heads, aout, size[3], dec[3];
+    nn_arch a;
     nn_conv stem_conv, ax_in, ax_out, ax_sc, dec_conv[3], head;
     nn_block *blk[3];
     nn_attn attn[3];
     apt_nn_prim *pool_prim, *up_prim[3];
     char *arch_json;
     char id[17];
-    double mean, std;
+    double mean, std, out_scale, out_offset;
     nn_plan plan;
 };
 
@@ -151,89 +144,6 @@ int nn_conv_load(nn_loader *L, const char *wname, const char *bnname, int cout, 
     return rc;
 }
 
-/* ---- arch ---- */
-
-static int arch_int(json_t *o, const char *key, const char *where, int lo, int hi, int *out, apt_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return apt_err(err, APT_EINVAL, "aptomo.arch: %s%s must be an integer in [%d, %d]", where, key, lo, hi);
-    *out = (int)json_integer_value(v);
-    return APT_OK;
-}
-
-static int arch_ints(json_t *o, const char *key, int n, int lo, int hi, int *out, apt_error *err)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_array(v) || (int)json_array_size(v) != n)
-        return apt_err(err, APT_EINVAL, "aptomo.arch: %s must be a list of %d integers", key, n);
-    for (int i = 0; i < n; i++) {
-        json_t *e = json_array_get(v, (size_t)i);
-        if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi)
-            return apt_err(err, APT_EINVAL, "aptomo.arch: %s[%d] must be an integer in [%d, %d]", key, i, lo, hi);
-        out[i] = (int)json_integer_value(e);
-    }
-    return APT_OK;
-}
-
-static int parse_arch(apt_nn_model *m, const char *text, apt_error *err)
-{
-    json_error_t je;
-    json_t *a = json_loads(text, 0, &je);
-    if (!json_is_object(a)) {
-        json_decref(a);
-        return apt_err(err, APT_EINVAL, "__metadata__[\"aptomo.arch\"]: not a JSON object (%s)", je.text);
-    }
-    int rc = arch_int(a, "stem", "", 1, NN_MAX_CH, &m->stem, err);
-    if (!rc)
-        rc = arch_ints(a, "stem_stride", 3, 1, 8, m->stem_stride, err);
-    json_t *st = json_object_get(a, "stages"), *ax = json_object_get(a, "axial");
-    if (!rc && (!json_is_array(st) || json_array_size(st) != 3))
-        rc = apt_err(err, APT_EINVAL, "aptomo.arch: stages must be a list of 3 objects");
-    for (int s = 0; !rc && s < 3; s++) {
-        json_t *o = json_array_get(st, (size_t)s);
-        char where[32];
-        snprintf(where, sizeof where, "stages[%d].", s);
-        if (!json_is_object(o))
-            rc = apt_err(err, APT_EINVAL, "aptomo.arch: stages[%d] is not an object", s);
-        if (!rc)
-            rc = arch_int(o, "f0", where, 1, NN_MAX_CH, &m->st[s].f0, err);
-        if (!rc)
-            rc = arch_int(o, "f1", where, 1, NN_MAX_CH, &m->st[s].f1, err);
-        if (!rc)
-            rc = arch_int(o, "blocks", where, 1, 256, &m->st[s].blocks, err);
-        if (!rc)
-            rc = arch_int(o, "stride", where, 1, 8, &m->st[s].stride, err);
-    }
-    if (!rc && !json_is_object(ax))
-        rc = apt_err(err, APT_EINVAL, "aptomo.arch: axial must be an object");
-    if (!rc)
-        rc = arch_int(ax, "planes", "axial.", 2, NN_MAX_CH, &m->planes, err);
-    if (!rc)
-        rc = arch_int(ax, "heads", "axial.", 1, NN_MAX_CH, &m->heads, err);
-    if (!rc)
-        rc = arch_int(ax, "out", "axial.", 1, NN_MAX_CH, &m->aout, err);
-    if (!rc)
-        rc = arch_ints(ax, "size", 3, 1, 4096, m->size, err);
-    if (!rc)
-        rc = arch_ints(a, "decoder", 3, 1, NN_MAX_CH, m->dec, err);
-    if (!rc && m->dec[0] != m->st[1].f1)
-        rc = apt_err(err, APT_EINVAL, "aptomo.arch: decoder[0] (%d) must equal stages[1].f1 (%d): it adds that skip",
-                     m->dec[0], m->st[1].f1);
-    if (!rc && m->dec[1] != m->st[0].f1)
-        rc = apt_err(err, APT_EINVAL, "aptomo.arch: decoder[1] (%d) must equal stages[0].f1 (%d): it adds that skip",
-                     m->dec[1], m->st[0].f1);
-    if (!rc && m->planes % (2 * m->heads))
-        rc = apt_err(err, APT_EINVAL, "aptomo.arch: axial.planes (%d) must be a multiple of 2*heads (%d)", m->planes,
-                     2 * m->heads);
-    for (int s = 1; !rc && s < 3; s++)
-        if (m->st[s].stride != 2)
-            rc = apt_err(err, APT_EINVAL,
-                         "aptomo.arch: stages[%d].stride must be 2: the decoder upsamples by 2 onto that skip", s);
-    json_decref(a);
-    return rc;
-}
-
 static int parse_input(apt_nn_model *m, const char *text, apt_error *err)
 {
     m->mean = 0, m->std = 1;
@@ -254,54 +164,79 @@ static int parse_input(apt_nn_model *m, const char *text, apt_error *err)
     return rc;
 }
 
+/* __metadata__["aptomo.output"] = {"scale": s, "offset": o}: identity when absent. */
+static int parse_output(apt_nn_model *m, const char *text, apt_error *err)
+{
+    m->out_scale = 1, m->out_offset = 0;
+    if (!text)
+        return APT_OK;
+    json_error_t je;
+    json_t *a = json_loads(text, 0, &je), *sc = json_object_get(a, "scale"), *of = json_object_get(a, "offset");
+    int rc = APT_OK;
+    if (!json_is_object(a) || !json_is_number(sc) || !json_is_number(of) || !isfinite(json_number_value(sc)) ||
+        !isfinite(json_number_value(of)) || json_number_value(sc) == 0)
+        rc = apt_err(err, APT_EINVAL,
+                     "__metadata__[\"aptomo.output\"]: expected {\"scale\": finite non-zero, \"offset\": finite}");
+    else
+        m->out_scale = json_number_value(sc), m->out_offset = json_number_value(of);
+    json_decref(a);
+    return rc;
+}
+
+/* The units of arch.c's table, consumed in forward order. */
+typedef struct unit_cursor {
+    const nn_unit *u;
+    int i, n;
+} unit_cursor;
+
+static int load_conv(apt_nn_model *m, unit_cursor *c, nn_conv *conv, apt_error *err)
+{
+    const nn_unit *u = c->i < c->n ? &c->u[c->i++] : NULL;
+    if (!u || u->kind != NN_UNIT_CONV)
+        return apt_err(err, APT_EINVAL, "internal: the layer table and the model disagree");
+    return nn_conv_load(&m->L, u->name, u->bn, u->cout, u->cin, u->k, u->rank, u->stride, conv, err);
+}
+
 static int load_weights(apt_nn_model *m, apt_error *err)
 {
     nn_loader *L = &m->L;
-    char w[128], b[128];
-    const int one[3] = {1, 1, 1};
-    int rc = nn_conv_load(L, "stem.conv.weight", "stem.bn", m->stem, 1, 7, 5, m->stem_stride, &m->stem_conv, err);
-    int in = m->stem;
+    unit_cursor c = {0};
+    nn_unit *units = NULL;
+    int rc = nn_arch_units(&m->a, &units, &c.n, err);
+    c.u = units;
+    if (!rc)
+        rc = load_conv(m, &c, &m->stem_conv, err);
     for (int s = 0; !rc && s < 3; s++) {
-        nn_stage_arch *a = &m->st[s];
-        if (!(m->blk[s] = calloc((size_t)a->blocks, sizeof(nn_block))))
-            return apt_err(err, APT_ENOMEM, "out of memory");
-        int sst[3] = {a->stride, a->stride, a->stride};
-        for (int k = 0; !rc && k < a->blocks; k++) {
+        if (!(m->blk[s] = calloc((size_t)m->a.st[s].blocks, sizeof(nn_block))))
+            rc = apt_err(err, APT_ENOMEM, "out of memory");
+        for (int k = 0; !rc && k < m->a.st[s].blocks; k++) {
             nn_block *bl = &m->blk[s][k];
-            int cin = k ? a->f1 : in;
-#define CONV(field, nm, bnm, co, ci, strd)                                                                            \
-    if (!rc) {                                                                                                       \
-        snprintf(w, sizeof w, "enc%d.%d.%s.weight", s, k, nm);                                                       \
-        snprintf(b, sizeof b, "enc%d.%d.%s", s, k, bnm);                                                             \
-        rc = nn_conv_load(L, w, b, co, ci, 3, 5, strd, &bl->field, err);                                             \
-    }
-            CONV(c1, "conv1", "bn1", a->f0, cin, k ? one : sst)
-            CONV(c2, "conv2", "bn2", a->f0, a->f0, one)
-            CONV(c3, "conv3", "bn3", a->f1, a->f0, one)
-            if (k == 0)
-                CONV(proj, "proj", "proj_bn", a->f1, cin, sst)
-#undef CONV
+            rc = load_conv(m, &c, &bl->c1, err);
+            if (!rc)
+                rc = load_conv(m, &c, &bl->c2, err);
+            if (!rc)
+                rc = load_conv(m, &c, &bl->c3, err);
+            if (!rc && k == 0)
+                rc = load_conv(m, &c, &bl->proj, err);
         }
-        in = a->f1;
     }
     if (!rc)
-        rc = nn_conv_load(L, "axial.conv_in.weight", "axial.bn_in", m->planes, in, 1, 5, one, &m->ax_in, err);
-    static const char *const attn_name[3] = {"axial.attn_z", "axial.attn_y", "axial.attn_x"};
-    for (int a = 0; !rc && a < 3; a++)
-        rc = nn_attn_load(L, attn_name[a], m->planes, m->heads, m->size[a], a, &m->attn[a], err);
-    if (!rc)
-        rc = nn_conv_load(L, "axial.conv_out.weight", "axial.bn_out", m->aout, m->planes, 1, 5, one, &m->ax_out, err);
-    if (!rc)
-        rc = nn_conv_load(L, "axial.shortcut.weight", "axial.shortcut_bn", m->aout, in, 1, 5, one, &m->ax_sc, err);
-    in = m->aout;
-    for (int i = 0; !rc && i < 3; i++) {
-        snprintf(w, sizeof w, "dec%d.conv.weight", i);
-        snprintf(b, sizeof b, "dec%d.bn", i);
-        rc = nn_conv_load(L, w, b, m->dec[i], in, 3, 5, one, &m->dec_conv[i], err);
-        in = m->dec[i];
+        rc = load_conv(m, &c, &m->ax_in, err);
+    for (int a = 0; !rc && a < 3; a++) {
+        rc = load_conv(m, &c, &m->attn[a].qkv, err);
+        const nn_unit *u = &units[c.i++];
+        if (!rc)
+            rc = nn_attn_load(L, u->name, m->a.planes, m->a.heads, u->K, u->axis, &m->attn[a], err);
     }
     if (!rc)
-        rc = nn_conv_load(L, "head.conv.weight", "head.bn", 1, in, 3, 5, one, &m->head, err);
+        rc = load_conv(m, &c, &m->ax_out, err);
+    if (!rc)
+        rc = load_conv(m, &c, &m->ax_sc, err);
+    for (int i = 0; !rc && i < 3; i++)
+        rc = load_conv(m, &c, &m->dec_conv[i], err);
+    if (!rc)
+        rc = load_conv(m, &c, &m->head, err);
+    free(units);
     for (size_t i = 0; !rc && i < apt_st_count(L->st); i++)
         if (!L->used[i])
             rc = apt_err(err, APT_EINVAL, "tensor %s: not part of the arch (unexpected key)",
@@ -346,7 +281,7 @@ void apt_nn_destroy(apt_nn_model **mp)
             conv_free(m, &m->dec_conv[i]), conv_free(m, &m->attn[i].qkv);
             m->ops->prim_free(m->ctx, m->attn[i].prim);
             m->ops->prim_free(m->ctx, m->up_prim[i]);
-            for (int k = 0; m->blk[i] && k < m->st[i].blocks; k++) {
+            for (int k = 0; m->blk[i] && k < m->a.st[i].blocks; k++) {
                 nn_block *b = &m->blk[i][k];
                 conv_free(m, &b->c1), conv_free(m, &b->c2), conv_free(m, &b->c3), conv_free(m, &b->proj);
             }
@@ -379,9 +314,11 @@ int apt_nn_load_backend(const char *path, int threads, const char *backend, apt_
     if (!rc && !(m->arch_json = strdup(arch)))
         rc = apt_err(err, APT_ENOMEM, "out of memory");
     if (!rc)
-        rc = parse_arch(m, arch, err);
+        rc = nn_arch_parse(arch, &m->a, err);
     if (!rc)
         rc = parse_input(m, apt_st_meta(m->L.st, "aptomo.input"), err);
+    if (!rc)
+        rc = parse_output(m, apt_st_meta(m->L.st, "aptomo.output"), err);
     if (!rc) {
         size_t n;
         const uint8_t *bytes = apt_st_bytes(m->L.st, &n);
@@ -427,51 +364,24 @@ int apt_nn_input_norm(const apt_nn_model *m, double *mean, double *std)
     return APT_OK;
 }
 
+void apt_nn_output_apply(const apt_nn_model *m, float *v, size_t n)
+{
+    if (m->out_scale == 1 && m->out_offset == 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(m->out_scale * v[i] + m->out_offset);
+}
+
 const char *apt_nn_weights_id(const apt_nn_model *m) { return m->id; }
 const char *apt_nn_arch_json(const apt_nn_model *m) { return m->arch_json; }
 const char *apt_nn_backend_name(const apt_nn_model *m) { return m->ops->name; }
 
 /* ---- shapes and plan ---- */
 
-/* Spatial size after the stem (S[0]) and after each stage (S[1..3]); checks every stride divides. */
-static int shapes(const apt_nn_model *m, int Z, int Y, int X, int S[4][3], apt_error *err)
-{
-    static const char ax[3] = {'Z', 'Y', 'X'};
-    int in[3] = {Z, Y, X};
-    for (int i = 0; i < 3; i++) {
-        if (in[i] < 1 || in[i] > NN_MAX_DIM)
-            return apt_err(err, APT_EINVAL, "patch %c = %d: must be in [1, %d]", ax[i], in[i], NN_MAX_DIM);
-        if (in[i] % m->stem_stride[i])
-            return apt_err(err, APT_EINVAL, "patch %c = %d does not divide by the stem stride %d", ax[i], in[i],
-                           m->stem_stride[i]);
-        S[0][i] = in[i] / m->stem_stride[i];
-        for (int s = 0; s < 3; s++) {
-            int prev = S[s][i], str = m->st[s].stride;
-            if (prev % str) {
-                int need = m->stem_stride[i];
-                for (int t = 0; t < 3; t++)
-                    need *= m->st[t].stride;
-                return apt_err(err, APT_EINVAL,
-                               "patch %c = %d does not divide through the strides (stage %d: %d not divisible by %d); "
-                               "%c must be a multiple of %d so decoder outputs and skips line up",
-                               ax[i], in[i], s, prev, str, ax[i], need);
-            }
-            S[s + 1][i] = prev / str;
-        }
-    }
-    if (S[3][0] != m->size[0] || S[3][1] != m->size[1] || S[3][2] != m->size[2])
-        return apt_err(err, APT_EINVAL,
-                       "patch %dx%dx%d reaches the axial block as %dx%dx%d but axial.size is [%d, %d, %d] (the "
-                       "relative embeddings are that long): use a patch of %dx%dx%d",
-                       Z, Y, X, S[3][0], S[3][1], S[3][2], m->size[0], m->size[1], m->size[2],
-                       Z / S[3][0] * m->size[0], Y / S[3][1] * m->size[1], X / S[3][2] * m->size[2]);
-    return APT_OK;
-}
-
 int apt_nn_output_shape(const apt_nn_model *m, int Z, int Y, int X, int *oz, int *oy, int *ox, apt_error *err)
 {
     int S[4][3];
-    int rc = shapes(m, Z, Y, X, S, err);
+    int rc = nn_arch_shapes(&m->a, Z, Y, X, S, err);
     if (rc)
         return rc;
     *oz = 2 * S[1][0], *oy = 2 * S[1][1], *ox = 2 * S[1][2];
@@ -484,25 +394,25 @@ static void plan_layout(apt_nn_model *m, apt_nn_arena *A, int B, int Z, int Y, i
 #define T(t, c, s) apt_nn_arena_tensor(A, &(t), B, (c), (s)[0], (s)[1], (s)[2])
     int in[3] = {Z, Y, X};
     T(p->xin, 1, in);
-    T(p->stem, m->stem, S[0]);
-    T(p->pool, m->stem, S[0]);
+    T(p->stem, m->a.stem, S[0]);
+    T(p->pool, m->a.stem, S[0]);
     for (int s = 0; s < 3; s++) {
-        T(p->a[s], m->st[s].f0, S[s + 1]);
-        T(p->b[s], m->st[s].f0, S[s + 1]);
-        T(p->proj[s], m->st[s].f1, S[s + 1]);
-        T(p->o[s][0], m->st[s].f1, S[s + 1]);
-        T(p->o[s][1], m->st[s].f1, S[s + 1]);
+        T(p->a[s], m->a.st[s].f0, S[s + 1]);
+        T(p->b[s], m->a.st[s].f0, S[s + 1]);
+        T(p->proj[s], m->a.st[s].f1, S[s + 1]);
+        T(p->o[s][0], m->a.st[s].f1, S[s + 1]);
+        T(p->o[s][1], m->a.st[s].f1, S[s + 1]);
     }
-    T(p->ain, m->planes, S[3]);
-    T(p->qkv, 2 * m->planes, S[3]);
-    T(p->t1, m->planes, S[3]);
-    T(p->t2, m->planes, S[3]);
-    T(p->sc, m->aout, S[3]);
-    T(p->aout, m->aout, S[3]);
+    T(p->ain, m->a.planes, S[3]);
+    T(p->qkv, 2 * m->a.planes, S[3]);
+    T(p->t1, m->a.planes, S[3]);
+    T(p->t2, m->a.planes, S[3]);
+    T(p->sc, m->a.aout, S[3]);
+    T(p->aout, m->a.aout, S[3]);
     int up[3] = {2 * S[1][0], 2 * S[1][1], 2 * S[1][2]};
     for (int i = 0; i < 3; i++) {
-        T(p->d[i], m->dec[i], S[3 - i]);
-        T(p->u[i], m->dec[i], i < 2 ? S[2 - i] : up);
+        T(p->d[i], m->a.dec[i], S[3 - i]);
+        T(p->u[i], m->a.dec[i], i < 2 ? S[2 - i] : up);
     }
     T(p->y, 1, up);
 #undef T
@@ -511,7 +421,7 @@ static void plan_layout(apt_nn_model *m, apt_nn_arena *A, int B, int Z, int Y, i
 static int plan(apt_nn_model *m, int B, int Z, int Y, int X, apt_error *err)
 {
     int S[4][3];
-    int rc = shapes(m, Z, Y, X, S, err);
+    int rc = nn_arch_shapes(&m->a, Z, Y, X, S, err);
     if (rc)
         return rc;
     if (m->plan.mem && m->plan.B == B && m->plan.Z == Z && m->plan.Y == Y && m->plan.X == X)
@@ -551,7 +461,7 @@ int apt_nn_forward(apt_nn_model *m, const float *x, int B, int Z, int Y, int X, 
         rc = o->maxpool3d(m->ctx, &m->pool_prim, &p->stem, 3, &p->pool, err);
     const apt_nn_tensor *cur = &p->pool;
     for (int s = 0; !rc && s < 3; s++)
-        for (int k = 0; !rc && k < m->st[s].blocks; k++) {
+        for (int k = 0; !rc && k < m->a.st[s].blocks; k++) {
             nn_block *bl = &m->blk[s][k];
             apt_nn_tensor *dst = &p->o[s][k & 1];
             rc = conv(m, &bl->c1, cur, NULL, 1, &p->a[s], err);
@@ -576,7 +486,7 @@ int apt_nn_forward(apt_nn_model *m, const float *x, int B, int Z, int Y, int X, 
         rc = conv(m, &m->ax_sc, enc_out, NULL, 0, &p->sc, err);
     if (!rc)
         rc = conv(m, &m->ax_out, &p->t1, &p->sc, 1, &p->aout, err);
-    const apt_nn_tensor *skip[3] = {&p->o[1][(m->st[1].blocks - 1) & 1], &p->o[0][(m->st[0].blocks - 1) & 1], NULL};
+    const apt_nn_tensor *skip[3] = {&p->o[1][(m->a.st[1].blocks - 1) & 1], &p->o[0][(m->a.st[0].blocks - 1) & 1], NULL};
     cur = &p->aout;
     for (int i = 0; !rc && i < 3; i++) {
         rc = conv(m, &m->dec_conv[i], cur, NULL, 1, &p->d[i], err);
@@ -588,89 +498,5 @@ int apt_nn_forward(apt_nn_model *m, const float *x, int B, int Z, int Y, int X, 
         rc = conv(m, &m->head, cur, NULL, 1, &p->y, err);
     if (!rc)
         rc = o->download(m->ctx, y, p->y.data, apt_nn_numel(&p->y) * sizeof(float), err);
-    return rc;
-}
-
-/* ---- the arch's state_dict, for writers (aptomo kernel nn-init) ---- */
-
-typedef struct enum_ctx {
-    apt_nn_tensor_cb cb;
-    void *user;
-} enum_ctx;
-
-static int emit_bn(enum_ctx *e, const char *prefix, long long C)
-{
-    static const char *const part[5] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
-    char name[256];
-    for (int i = 0; i < 5; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, part[i]);
-        int rc = e->cb(name, (apt_nn_kind)(APT_NN_BN_WEIGHT + i), i < 4 ? 1 : 0, &C, e->user);
-        if (rc)
-            return rc;
-    }
-    return APT_OK;
-}
-
-static int emit_conv(enum_ctx *e, const char *w, const char *bn, long long co, long long ci, long long k, int rank)
-{
-    long long shape[5] = {co, ci, k, k, k};
-    int rc = e->cb(w, APT_NN_CONV, rank, shape, e->user);
-    return rc ? rc : emit_bn(e, bn, co);
-}
-
-int apt_nn_arch_tensors(const char *arch_json, apt_nn_tensor_cb cb, void *user, apt_error *err)
-{
-    apt_nn_model m = {0};
-    int rc = parse_arch(&m, arch_json, err);
-    enum_ctx e = {cb, user};
-    char w[128], b[128];
-    if (!rc)
-        rc = emit_conv(&e, "stem.conv.weight", "stem.bn", m.stem, 1, 7, 5);
-    int in = m.stem;
-    for (int s = 0; !rc && s < 3; s++) {
-        for (int k = 0; !rc && k < m.st[s].blocks; k++) {
-            int cin = k ? m.st[s].f1 : in;
-            static const char *const cn[4] = {"conv1", "conv2", "conv3", "proj"},
-                              *const bn[4] = {"bn1", "bn2", "bn3", "proj_bn"};
-            int co[4] = {m.st[s].f0, m.st[s].f0, m.st[s].f1, m.st[s].f1}, ci[4] = {cin, m.st[s].f0, m.st[s].f0, cin};
-            for (int c = 0; !rc && c < (k ? 3 : 4); c++) {
-                snprintf(w, sizeof w, "enc%d.%d.%s.weight", s, k, cn[c]);
-                snprintf(b, sizeof b, "enc%d.%d.%s", s, k, bn[c]);
-                rc = emit_conv(&e, w, b, co[c], ci[c], 3, 5);
-            }
-        }
-        in = m.st[s].f1;
-    }
-    if (!rc)
-        rc = emit_conv(&e, "axial.conv_in.weight", "axial.bn_in", m.planes, in, 1, 5);
-    static const char ax[3] = {'z', 'y', 'x'};
-    for (int a = 0; !rc && a < 3; a++) {
-        long long gp = m.planes / m.heads, rs[2] = {2 * gp, 2 * (long long)m.size[a] - 1};
-        snprintf(w, sizeof w, "axial.attn_%c.qkv.weight", ax[a]);
-        snprintf(b, sizeof b, "axial.attn_%c.qkv_bn", ax[a]);
-        rc = emit_conv(&e, w, b, 2 * m.planes, m.planes, 1, 3);
-        snprintf(w, sizeof w, "axial.attn_%c.relative", ax[a]);
-        if (!rc)
-            rc = cb(w, APT_NN_RELATIVE, 2, rs, user);
-        snprintf(b, sizeof b, "axial.attn_%c.sim_bn", ax[a]);
-        if (!rc)
-            rc = emit_bn(&e, b, 3 * m.heads);
-        snprintf(b, sizeof b, "axial.attn_%c.out_bn", ax[a]);
-        if (!rc)
-            rc = emit_bn(&e, b, 2 * m.planes);
-    }
-    if (!rc)
-        rc = emit_conv(&e, "axial.conv_out.weight", "axial.bn_out", m.aout, m.planes, 1, 5);
-    if (!rc)
-        rc = emit_conv(&e, "axial.shortcut.weight", "axial.shortcut_bn", m.aout, in, 1, 5);
-    in = m.aout;
-    for (int i = 0; !rc && i < 3; i++) {
-        snprintf(w, sizeof w, "dec%d.conv.weight", i);
-        snprintf(b, sizeof b, "dec%d.bn", i);
-        rc = emit_conv(&e, w, b, m.dec[i], in, 3, 5);
-        in = m.dec[i];
-    }
-    if (!rc)
-        rc = emit_conv(&e, "head.conv.weight", "head.bn", 1, in, 3, 5);
     return rc;
 }

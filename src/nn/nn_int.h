@@ -33,7 +33,8 @@ typedef struct nn_conv {
 int nn_conv_load(nn_loader *L, const char *wname, const char *bnname, int cout, int cin, int k, int rank,
                  const int *stride, nn_conv *c, apt_error *err);
 
-/* One axial attention layer attn_{z,y,x}: qkv conv (qkv_bn folded), relative embeddings, sim_bn and out_bn. */
+/* One axial attention layer attn_{z,y,x}: qkv conv (qkv_bn folded; loaded by the caller from the layer table),
+   relative embeddings, sim_bn and out_bn. */
 typedef struct nn_attn {
     nn_conv qkv;
     apt_nn_axial_params p; /* pointers into backend memory */

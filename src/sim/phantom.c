@@ -27,13 +27,16 @@ typedef struct layer {
 static const int pitch_table[] = {6, 8, 10, 12, 16, 20, 24, 32, 40, 48};
 #define N_PITCH ((int)(sizeof pitch_table / sizeof pitch_table[0]))
 
-/* Lines of one layer: across the lines' normal axis (length `across`), cut into segments along `along`. */
-static int build_layer(layer *ly, int k, int Y, int X, apt_sim_rng *r)
+/* Lines of one layer: across the lines' normal axis (length `across`), cut into segments along `along`. Widths and
+   cuts follow the pitch, so scaling the pitch scales every lateral feature. */
+static int build_layer(layer *ly, int k, int Y, int X, double pitch_scale, apt_sim_rng *r)
 {
     ly->along_x = (k % 2) == 0;
     int across = ly->along_x ? Y : X, along = ly->along_x ? X : Y;
     int pi = k + (int)(apt_sim_rng_uniform(r) * 2.0); /* coarser going up, two neighbouring pitches possible */
-    ly->pitch = pitch_table[pi < N_PITCH ? pi : N_PITCH - 1];
+    ly->pitch = (int)lround(pitch_table[pi < N_PITCH ? pi : N_PITCH - 1] * pitch_scale); /* x 1.0: exact */
+    if (ly->pitch < 2)
+        ly->pitch = 2;
     if (ly->pitch > across / 2)
         ly->pitch = across / 2 > 2 ? across / 2 : 2;
     ly->n = across / ly->pitch + 1;
@@ -126,6 +129,8 @@ int apt_sim_phantom_ic(const apt_grid3 *g, const apt_sim_ic_opts *o, float *delt
                        g->Z, g->Y, g->X);
     if (o->layers < 1 || o->layers > APT_SIM_MAX_LAYERS)
         return apt_err(err, APT_EINVAL, "sim.layers: %d out of range 1..%d", o->layers, APT_SIM_MAX_LAYERS);
+    if (!(o->pitch_scale >= 0.25 && o->pitch_scale <= 4))
+        return apt_err(err, APT_EINVAL, "sim.pitch_scale: %g out of range [0.25, 4]", o->pitch_scale);
     double d_mat[APT_MAT_COUNT], b_mat[APT_MAT_COUNT];
     for (int m = 0; m < APT_MAT_COUNT; m++) {
         int rc = apt_sim_material_index((apt_material)m, o->energy_keV, &d_mat[m], &b_mat[m], err);
@@ -154,7 +159,7 @@ int apt_sim_phantom_ic(const apt_grid3 *g, const apt_sim_ic_opts *o, float *delt
     apt_sim_rng r;
     apt_sim_rng_seed(&r, o->seed, 0x1C0);
     for (int k = 0; k < L; k++) {
-        if (build_layer(&ly[k], k, Y, X, &r)) {
+        if (build_layer(&ly[k], k, Y, X, o->pitch_scale, &r)) {
             rc = apt_err(err, APT_ENOMEM, "phantom: out of memory for layer %d", k);
             goto out;
         }

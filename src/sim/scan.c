@@ -81,6 +81,7 @@ int apt_sim_opts_from_config(const apt_config *cfg, apt_sim_opts *o, apt_error *
     o->seed = (uint64_t)apt_config_int(cfg, "sim.seed", &e);
     o->layers = (int)apt_config_int(cfg, "sim.layers", &e);
     o->substrate = apt_config_bool(cfg, "sim.substrate", &e);
+    o->pitch_scale = apt_config_float(cfg, "sim.pitch_scale", &e);
     o->slices = (int)apt_config_int(cfg, "physics.slices", &e);
     o->energy_keV = apt_config_float(cfg, "physics.energy_keV", &e);
     o->distance_m = apt_config_float(cfg, "physics.detector_distance_m", &e);
@@ -215,7 +216,7 @@ int apt_sim_write_scan(const apt_sim_opts *o, const float *probe, int M, int H, 
     for (int a = 0; a < o->angles; a++)
         angles[a] = o->angles == 1 ? 0.0 : -o->range_deg + 2.0 * o->range_deg * a / (o->angles - 1);
     if (!delta) {
-        apt_sim_ic_opts io = {o->layers, o->substrate, o->seed, o->energy_keV};
+        apt_sim_ic_opts io = {o->layers, o->substrate, o->seed, o->energy_keV, o->pitch_scale};
         own_d = malloc(nvox * sizeof *own_d);
         own_b = malloc(nvox * sizeof *own_b);
         if (!own_d || !own_b) {
