@@ -1,6 +1,8 @@
 """nn_torch.py - independent PyTorch reference of docs/NETWORK.md (module names = state_dict names) and a
 pure-python safetensors reader/writer (JSON header + raw little-endian bytes; the safetensors package is not
-installed). Used by tests/test_nn_ref.py to cross-check `aptomo kernel nn-forward` / `nn-init`."""
+installed). Used by tests/test_nn_ref.py to cross-check `aptomo kernel nn-forward` / `nn-init`, and (nn_step: the
+training step of docs/NETWORK.md "Training") by tests/test_nn_step_ref.py to cross-check `aptomo kernel nn-step`."""
+import copy
 import json
 import struct
 
@@ -10,8 +12,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class ConvBN(nn.Module):
-    pass
+# Functions f(kind, x, y) called for every ReLU ('relu': y = relu(x)) and max pool ('pool': y = pool(x)) of a
+# forward, and f('step', t, None) at the start of nn_step's step t: the step test measures with them how close a
+# run comes to the switches of the network's piecewise-linear decisions, and what a switch would change.
+OBSERVERS = []
+
+
+def relu(x):
+    y = F.relu(x)
+    for f in OBSERVERS:
+        f('relu', x, y)
+    return y
 
 
 class Stem(nn.Module):
@@ -22,7 +33,11 @@ class Stem(nn.Module):
         self.pool = nn.MaxPool3d(3, stride=1, padding=1)
 
     def forward(self, x):
-        return self.pool(F.relu(self.bn(self.conv(x))))
+        y = relu(self.bn(self.conv(x)))
+        p = self.pool(y)
+        for f in OBSERVERS:
+            f('pool', y, p)
+        return p
 
 
 class Block(nn.Module):
@@ -40,10 +55,10 @@ class Block(nn.Module):
             self.proj_bn = nn.BatchNorm3d(f1)
 
     def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
+        y = relu(self.bn1(self.conv1(x)))
+        y = relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
-        return F.relu(y + (self.proj_bn(self.proj(x)) if self.first else x))
+        return relu(y + (self.proj_bn(self.proj(x)) if self.first else x))
 
 
 class AxialAttention(nn.Module):
@@ -99,9 +114,9 @@ class Axial(nn.Module):
         self.shortcut_bn = nn.BatchNorm3d(out)
 
     def forward(self, x):
-        y = F.relu(self.bn_in(self.conv_in(x)))
-        y = F.relu(self.attn_x(self.attn_y(self.attn_z(y))))
-        return F.relu(self.bn_out(self.conv_out(y)) + self.shortcut_bn(self.shortcut(x)))
+        y = relu(self.bn_in(self.conv_in(x)))
+        y = relu(self.attn_x(self.attn_y(self.attn_z(y))))
+        return relu(self.bn_out(self.conv_out(y)) + self.shortcut_bn(self.shortcut(x)))
 
 
 class Dec(nn.Module):
@@ -111,7 +126,7 @@ class Dec(nn.Module):
         self.bn = nn.BatchNorm3d(cout)
 
     def forward(self, x):
-        return F.interpolate(F.relu(self.bn(self.conv(x))), scale_factor=2, mode='nearest')
+        return F.interpolate(relu(self.bn(self.conv(x))), scale_factor=2, mode='nearest')
 
 
 class Head(nn.Module):
@@ -121,7 +136,7 @@ class Head(nn.Module):
         self.bn = nn.BatchNorm3d(1)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+        return relu(self.bn(self.conv(x)))
 
 
 class APTNet(nn.Module):
@@ -220,6 +235,49 @@ def st_load(path):
         a = np.frombuffer(data[b:end], dtype='<' + ('f4' if e['dtype'] == 'F32' else 'i8')).reshape(e['shape'])
         out[name] = torch.from_numpy(a.copy())
     return out, meta
+
+
+def npcc(out, y):
+    """NPCC loss: per sample -sum(a b)/sqrt(sum(a^2) sum(b^2)) of the centred voxels, mean over the batch."""
+    a = out.reshape(out.shape[0], -1)
+    b = y.reshape(y.shape[0], -1)
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    return (-(a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1))).mean()
+
+
+def as_dtype(model, dtype):
+    """An independent copy of model with its floating-point tensors in dtype (torch.float64: the "exact" reference);
+    num_batches_tracked stays int64."""
+    m = copy.deepcopy(model)
+    return m.to(dtype)
+
+
+def nn_step(model, x, y, lr=2e-4, steps=1, record_grads=False, loss_fn=npcc, probe=None):
+    """`steps` training steps of docs/NETWORK.md on the whole batch (x [B,1,Z,Y,X], y the output shape), in place:
+    BatchNorm in training mode (batch statistics; running stats momentum 0.1, unbiased variance; num_batches_tracked
+    += 1), NPCC, torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no weight decay, fresh state), constant lr.
+    Returns (losses before each update, [per step {name: gradient}] if record_grads else None). x and y are cast
+    to the model's dtype; loss_fn only differs in tests that check a wrong loss is caught; probe(t, model), if given,
+    runs after each backward with the graph still alive."""
+    dtype = next(model.parameters()).dtype
+    x, y = x.to(dtype), y.to(dtype)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
+    losses, grads = [], [] if record_grads else None
+    for t in range(steps):
+        for f in OBSERVERS:
+            f('step', t, None)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward(retain_graph=probe is not None)
+        if probe is not None:
+            probe(t, model)
+        losses.append(float(loss))
+        if record_grads:
+            grads.append({n: p.grad.detach().clone() for n, p in model.named_parameters()})
+        opt.step()
+    return losses, grads
 
 
 def export(model, path, input_meta=None, omit_count=False):
