@@ -27,6 +27,12 @@ def run(bin_, *args):
     return p.stdout
 
 
+def once(bin_, out, *args):
+    """Run unless OUT is already there (a rerun with other weights redoes only the network's rows)."""
+    if not os.path.exists(out):
+        run(bin_, *args)
+
+
 def metrics(bin_, vol, scan, dataset="/exchange/data"):
     out = run(bin_, "metrics", vol, scan, "--dataset", dataset, "--ref-dataset", "/entry/sample/ground_truth")
     m = json.loads(out)
@@ -40,25 +46,23 @@ def one_ic(a, pair, workdir):
     rows = {}
     for n in a.angles:
         scan = os.path.join(workdir, f"scan{n}.h5")
-        if not os.path.exists(scan):
-            run(a.aptomo, "simulate", *cfg, *sets, "--set", f"sim.angles={n}", "--set", f"sim.range_deg={a.range}",
-                "-o", scan)
+        once(a.aptomo, scan, "simulate", *cfg, *sets, "--set", f"sim.angles={n}", "--set", f"sim.range_deg={a.range}",
+             "-o", scan)
         appr, proj, apt = (os.path.join(workdir, f"{k}{n}.h5") for k in ("approximant", "proj", "apt"))
-        run(a.aptomo, "approximant", scan, "-o", appr, "--projections", proj, *cfg)
+        once(a.aptomo, appr, "approximant", scan, "-o", appr, "--projections", proj, *cfg)
         run(a.aptomo, "infer", "--weights", a.weights, appr, "-o", apt)
         rows[f"Approximant, {n} angles"] = metrics(a.aptomo, appr, scan)
         rows[f"APT, {n} angles"] = metrics(a.aptomo, apt, scan)
         for alg in ("fbp", "sart", "tv"):
             out = os.path.join(workdir, f"{alg}{n}.h5")
-            run(a.aptomo, "tomo", alg, proj, "-o", out, *cfg)
+            once(a.aptomo, out, "tomo", alg, proj, "-o", out, *cfg)
             rows[f"{alg.upper()}, {n} angles"] = metrics(a.aptomo, out, scan)
     if a.gold:
         scan = os.path.join(workdir, "scan349.h5")
-        if not os.path.exists(scan):
-            run(a.aptomo, "simulate", *cfg, *sets, "--set", "sim.angles=349", "--set", "sim.range_deg=70.4",
-                "-o", scan)
+        once(a.aptomo, scan, "simulate", *cfg, *sets, "--set", "sim.angles=349", "--set", "sim.range_deg=70.4",
+             "-o", scan)
         out = os.path.join(workdir, "sart349.h5")
-        run(a.aptomo, "tomo", "sart", scan, "-o", out, *cfg)
+        once(a.aptomo, out, "tomo", "sart", scan, "-o", out, *cfg)
         rows["SART, 349 angles (+-70.4 deg)"] = metrics(a.aptomo, out, scan)
     return rows
 

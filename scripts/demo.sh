@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README demo: a simulated IC scan is streamed by `aptomo replay` as a live Eiger detector (stream v2, bslz4)
 # into aptomod (configs/demo.yaml), which reconstructs every angle as it completes and grows the Approximant;
-# `aptomo watch` follows the results stream; at the end: the result file, PNG previews next to the ground truth,
-# PCC, and the spooled frames checked bit-exact. Everything stays on 127.0.0.1.
+# `aptomo watch` follows the results stream; at N* the network (models/demo.safetensors, trained by
+# models/train-demo.sh on other simulated ICs) refines the Approximant; at the end: the result files, PNG previews
+# of the refined volume, the Approximant and the FBP baseline next to the ground truth, their metrics, and the
+# spooled frames checked bit-exact. Everything stays on 127.0.0.1.
 set -euo pipefail
 BUILD=${1:-build}
 cd "$(dirname "$0")/.."
@@ -70,20 +72,24 @@ with h5py.File(f"{out}/scan.h5", "r") as scan:
             same = all(np.array_equal(f["entry/data/data"][j], src[j]) for j in ids[:50])
             print(f"   series {s['series']}: {len(ids)} frames spooled (sent {s['sent']}), first 50 bit-identical: {same}")
 PYEOF
-echo "== 7. results: Approximant and the live FBP baseline vs ground truth"
-$APTOMO preview "$OUT/live/approximant.h5" "$OUT/live/baseline.h5" "$OUT/scan.h5:/entry/sample/ground_truth" \
-    -o "$OUT/approximant_vs_truth.png" \
-    --title "aptomod live: Approximant (top), FBP of the same angles (middle), ground truth delta (bottom)" > /dev/null
-$APTOMO metrics "$OUT/live/approximant.h5" "$OUT/scan.h5" --ref-dataset /entry/sample/ground_truth \
-    > "$OUT/metrics.json"
+echo "== 7. results: the refined volume (APT network, models/demo.safetensors), the Approximant and the live FBP"
+echo "   baseline of the same angles, each against the ground truth"
+$APTOMO preview "$OUT/live/volume.h5" "$OUT/live/volume.h5:/exchange/approximant" "$OUT/live/baseline.h5" \
+    "$OUT/scan.h5:/entry/sample/ground_truth" -o "$OUT/results_vs_truth.png" \
+    --title "aptomod live, 8 angles: APT refined (1st row), Approximant (2nd), FBP (3rd), ground truth delta (4th)" \
+    > /dev/null
+$APTOMO metrics "$OUT/live/volume.h5" "$OUT/scan.h5" --ref-dataset /entry/sample/ground_truth \
+    > "$OUT/metrics_refined.json"
+$APTOMO metrics "$OUT/live/volume.h5" "$OUT/scan.h5" --dataset /exchange/approximant \
+    --ref-dataset /entry/sample/ground_truth > "$OUT/metrics.json"
 $APTOMO metrics "$OUT/live/baseline.h5" "$OUT/scan.h5" --ref-dataset /entry/sample/ground_truth \
     > "$OUT/metrics_fbp.json"
-for what in "Approximant:metrics" "FBP baseline:metrics_fbp"; do
+for what in "APT refined:metrics_refined" "Approximant:metrics" "FBP baseline:metrics_fbp"; do
     $PY -c 'import json, sys; m = json.load(open(sys.argv[2])); print("   %-12s vs ground truth: " % sys.argv[1] + ", ".join(
         "%s %.3f" % (k, m[k]) for k in ("pcc", "ms_ssim", "dsc", "ber", "fsc_threshold_px") if m.get(k) is not None))' \
         "${what%%:*}" "$OUT/${what#*:}.json"
 done
 grep -E '^(stop|volume)' "$OUT/watch.log" | cut -c1-150 | sed 's/^/   /' || true
 echo "   files: $OUT/live/approximant.h5, $OUT/live/approximant.png, $OUT/live/volume.h5, $OUT/live/volume.png,"
-echo "          $OUT/live/baseline.h5, $OUT/live/baseline.png, $OUT/approximant_vs_truth.png, $OUT/metrics.json"
+echo "          $OUT/live/baseline.h5, $OUT/live/baseline.png, $OUT/results_vs_truth.png, $OUT/metrics*.json"
 echo "== demo done: $OUT (scan.h5, live/, aptomod.log, watch.log, replay.json)"

@@ -95,7 +95,7 @@ int kernel_nn_step(int argc, char **argv)
         rc = apt_h5io_fail(&err, APT_EINVAL, "%s: cannot open as HDF5", in);
     if (!rc)
         rc = read_5d(f, in, "/x", NULL, &x, dx, &err);
-    int oz, oy, ox;
+    int oz = 0, oy = 0, ox = 0; /* set before use: /y is read only when /x gave its output shape */
     if (!rc && (rc = apt_nn_train_output_shape(t, (int)dx[2], (int)dx[3], (int)dx[4], &oz, &oy, &ox, &err)))
         apt_err_prefix(&err, rc, "%s: /x: ", in);
     hsize_t want[5] = {dx[0], 1, (hsize_t)oz, (hsize_t)oy, (hsize_t)ox};
