@@ -49,6 +49,9 @@ class Daemon:
             "results.status_period_s=0.2",
             "physics.reconstruct=false",  # ingest tests stream synthetic frames; physics tests turn it on
         ]
+        if config and os.path.basename(config) == "demo.yaml":
+            # the demo's weights path is relative to the repository root, where the demo runs; tests run elsewhere
+            base.append(f"model.weights={os.path.join(SRC, 'models', 'demo.safetensors')}")
         cmd = [APTOMOD, "--config", config or os.path.join(SRC, "configs", "aptomod.yaml")]
         for s in base + [x.format(meta=self.meta, det=self.det) for x in sets]:
             cmd += ["--set", s]

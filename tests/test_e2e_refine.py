@@ -38,9 +38,8 @@ def collect(d, done, timeout=600):
 
 
 def scenario(ck, tmp, scan, n_angles, weights):
-    sets = ["physics.reconstruct=true", f"storage.dir={tmp}/live", "tomo.n_star=4", "tomo.publish_every=2"]
-    if weights:
-        sets.append(f"model.weights={weights}")
+    sets = ["physics.reconstruct=true", f"storage.dir={tmp}/live", "tomo.n_star=4", "tomo.publish_every=2",
+            "model.weights=" + (weights or '""')]  # "": no network, even though demo.yaml names the demo weights
     d = Daemon(tmp, sets, log_name="refine.log", config=DEMO)
     rp = subprocess.run([APTOMO, "replay", scan, "--endpoint", f"tcp://127.0.0.1:{d.det}", "--wait", "30"],
                         capture_output=True, text=True, timeout=600)
