@@ -2,7 +2,7 @@
 # train-demo.sh - reproduces the demo weights models/demo.safetensors: 96 simulated ICs (aptomo dataset, two sets of
 # 48 with seeds 1000 and 2000, 2-4 metal layers, line pitches x0.7-1.4; the demo scan's own seed is never used) at
 # the demo's physics, grid and angles (configs/demo.yaml: 8 angles over +-17 deg), then aptomo train on the arch
-# models/demo-arch.json. About an hour on 2 cores (datasets ~7 min, 60 epochs ~45 s each); see models/README.md.
+# models/demo-arch.json. 15-25 minutes on 2 cores (datasets ~6 min, 60 epochs ~9-20 s each); see models/README.md.
 #   usage: models/train-demo.sh [WORKDIR]   (default out/train-demo; APTOMO=path/to/aptomo to use a build tree)
 # A rerun resumes: complete ICs are kept, and `aptomo train --resume` continues from WORKDIR's checkpoint.
 set -eu
