@@ -319,7 +319,8 @@ static void test_demo(void)
                                             "tomo.publish_every", "storage.dir", "storage.spool_frames",
                                             "physics.detector_distance_m", "physics.probe",
                                             "physics.probe.defocus_m", "tomo.grid", "tomo.voxel_size_m", "sim.grid",
-                                            "sim.voxel_size_m", "sim.angles", "sim.range_deg", "sim.layers", NULL};
+                                            "sim.voxel_size_m", "sim.angles", "sim.range_deg", "sim.layers",
+                                            "model.weights", NULL};
     char path[1024];
     src_path(path, sizeof path, "configs/demo.yaml");
     apt_config *c = NULL, *def = NULL, *ref = NULL;
@@ -334,6 +335,7 @@ static void test_demo(void)
     CHECK(!strcmp(apt_config_str(c, "control.endpoint", NULL), "tcp://127.0.0.1:19997"));
     CHECK(apt_config_int(c, "detector.crop", NULL) == 64);
     CHECK(!strcmp(apt_config_str(c, "storage.dir", NULL), "out/demo"));
+    CHECK(!strcmp(apt_config_str(c, "model.weights", NULL), "models/demo.safetensors"));
     CHECK(apt_config_bool(c, "storage.spool_frames", NULL));
     CHECK(apt_config_int(c, "physics.modes", NULL) == 3);
     CHECK(apt_config_int(c, "tomo.n_star", NULL) == 8);

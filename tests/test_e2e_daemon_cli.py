@@ -74,7 +74,9 @@ def main():
                 p.returncode == 0 and re.fullmatch(r"aptomod \d+\.\d+\.\d+", p.stdout.strip()) is not None)
         p = aptomod("--help")
         ck.true("--help: usage on stdout, exit 0", p.returncode == 0 and "usage: aptomod" in p.stdout and not p.stderr)
-        base = open(DEMO).read().replace('dir: "out/demo"', f'dir: "{tmp}/store"')
+        # the demo's relative paths (storage, weights) are for the repository root: anchor them
+        base = open(DEMO).read().replace('dir: "out/demo"', f'dir: "{tmp}/store"').replace(
+            '"models/demo.safetensors"', '"' + os.path.join(SRC, "models", "demo.safetensors") + '"')
         good = os.path.join(tmp, "good.yaml")
         open(good, "w").write(base)
         for form in (["--config", good], [f"--config={good}"], ["-c", good]):
