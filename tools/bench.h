@@ -9,6 +9,9 @@ int bench_ptycho(int argc, char **argv);
 int bench_tomo(int argc, char **argv);
 /* `aptomo bench nn`: network forward voxels/s, demo and full-size arch, vs PyTorch CPU on the same weights. */
 int bench_nn(int argc, char **argv);
+/* `aptomo bench train`: one training step of the demo arch vs PyTorch CPU on the same weights, batch and threads. */
 int bench_train(int argc, char **argv);
+/* The source tree whose tests/nn_torch.py the PyTorch references import ($APTOMO_SRC, else the build's). */
+const char *bench_source_dir(void);
 
 #endif

@@ -22,7 +22,7 @@ static const char *ARCH_FULL =
     "{\"f0\":64,\"f1\":256,\"blocks\":4,\"stride\":2},{\"f0\":128,\"f1\":512,\"blocks\":6,\"stride\":2}],"
     "\"axial\":{\"planes\":1024,\"heads\":8,\"out\":2048,\"size\":[35,16,16]},\"decoder\":[256,128,64]}";
 
-static const char *source_dir(void)
+const char *bench_source_dir(void)
 {
     const char *s = getenv("APTOMO_SRC");
     return s && *s ? s : APTOMO_SOURCE_DIR;
@@ -49,7 +49,7 @@ static double torch_seconds(const char *arch_path, const char *weights, const ch
              "        t = time.perf_counter(); m(x); best = min(best, time.perf_counter() - t)\n"
              "print(best)\n"
              "EOF",
-             source_dir(), sysconf(_SC_NPROCESSORS_ONLN), arch_path, weights, input, p[0], p[1], p[2], reps);
+             bench_source_dir(), sysconf(_SC_NPROCESSORS_ONLN), arch_path, weights, input, p[0], p[1], p[2], reps);
     FILE *f = popen(cmd, "r");
     double s = NAN;
     if (f) {

@@ -21,12 +21,6 @@ static const char *ARCH_DEMO =
     "{\"f0\":16,\"f1\":32,\"blocks\":1,\"stride\":2},{\"f0\":32,\"f1\":64,\"blocks\":1,\"stride\":2}],"
     "\"axial\":{\"planes\":32,\"heads\":4,\"out\":64,\"size\":[4,4,4]},\"decoder\":[32,16,8]}";
 
-static const char *source_dir(void)
-{
-    const char *s = getenv("APTOMO_SRC");
-    return s && *s ? s : APTOMO_SOURCE_DIR;
-}
-
 /* PyTorch's best step time on the same weights, batch and threads (NaN if python or torch is missing). */
 static double torch_step_seconds(const char *weights, const char *xpath, const char *ypath, int B, const int *p,
                                  const int *o, int threads, int reps)
@@ -53,7 +47,7 @@ static double torch_step_seconds(const char *weights, const char *xpath, const c
              "    if r: best = min(best, time.perf_counter() - t)\n"
              "print(best)\n"
              "EOF",
-             source_dir(), threads, weights, xpath, B, p[0], p[1], p[2], ypath, B, o[0], o[1], o[2], reps);
+             bench_source_dir(), threads, weights, xpath, B, p[0], p[1], p[2], ypath, B, o[0], o[1], o[2], reps);
     FILE *f = popen(cmd, "r");
     double s = NAN;
     if (f) {

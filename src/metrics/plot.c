@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "aptomo/metrics.h"
+#include "io/plotkit.h"
 
 static const char *names[5] = {"PCC", "MS-SSIM", "DSC", "BER", "FSC res. (vox)"};
 static const double colours[5][3] = {
@@ -15,13 +16,6 @@ static const double colours[5][3] = {
 static double value_of(const apt_metrics *m, int k)
 {
     return k == 0 ? m->pcc : k == 1 ? m->ms_ssim : k == 2 ? m->dsc : k == 3 ? m->ber : m->fsc_threshold_px;
-}
-
-static void text(cairo_t *cr, double x, double y, double size, const char *s)
-{
-    cairo_set_font_size(cr, size);
-    cairo_move_to(cr, x, y);
-    cairo_show_text(cr, s);
 }
 
 int apt_metrics_plot(const char *png_path, const int *n_angles, const apt_metrics *m, int n, const char *title,
@@ -50,42 +44,33 @@ int apt_metrics_plot(const char *png_path, const int *n_angles, const apt_metric
             rmax = m[i].fsc_threshold_px;
     }
     rmax = ceil(rmax * 1.1);
-    const double W = 820, H = 520, L = 70, R = 80, T = title ? 46 : 24, B = 60;
-    const double pw = W - L - R, ph = H - T - B;
-    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)W, (int)H);
-    cairo_t *cr = cairo_create(surf);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    if (title)
-        text(cr, L, 28, 16, title);
+    plot_frame f;
+    plot_begin(&f, 820, 520, 70, 80, 60, title);
+    cairo_t *cr = f.cr;
+    const double L = f.L, T = f.T, pw = f.pw, ph = f.ph;
     /* grid and left axis ticks */
     char lab[64];
-    cairo_set_line_width(cr, 1);
     for (int i = 0; i <= 5; i++) {
         double v = ylo + (1 - ylo) * i / 5.0, y = T + ph - ph * i / 5.0;
-        cairo_set_source_rgb(cr, 0.88, 0.88, 0.88);
-        cairo_move_to(cr, L, y), cairo_line_to(cr, L + pw, y), cairo_stroke(cr);
-        cairo_set_source_rgb(cr, 0, 0, 0);
+        plot_grid_y(&f, y);
         snprintf(lab, sizeof lab, "%.2f", v);
-        text(cr, L - 40, y + 4, 11, lab);
+        plot_text(cr, L - 40, y + 4, 11, lab);
         snprintf(lab, sizeof lab, "%.1f", rmax * i / 5.0);
-        text(cr, L + pw + 8, y + 4, 11, lab);
+        plot_text(cr, L + pw + 8, y + 4, 11, lab);
     }
     for (int i = 0; i < n; i++) { /* x ticks at each distinct N */
         if (i && n_angles[ord[i]] == n_angles[ord[i - 1]])
             continue;
         double x = L + pw * (n_angles[ord[i]] - xmin) / (xmax - xmin);
         snprintf(lab, sizeof lab, "%d", n_angles[ord[i]]);
-        text(cr, x - 8, T + ph + 16, 11, lab);
+        plot_text(cr, x - 8, T + ph + 16, 11, lab);
     }
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_rectangle(cr, L, T, pw, ph);
     cairo_stroke(cr);
-    text(cr, L + pw / 2 - 60, T + ph + 34, 13, "number of angles N");
-    text(cr, 8, T - 8, 12, "metric");
-    text(cr, L + pw - 20, T - 8, 12, "FSC res. [voxels]");
+    plot_text(cr, L + pw / 2 - 60, T + ph + 34, 13, "number of angles N");
+    plot_text(cr, 8, T - 8, 12, "metric");
+    plot_text(cr, L + pw - 20, T - 8, 12, "FSC res. [voxels]");
     for (int k = 0; k < 5; k++) {
         cairo_set_source_rgb(cr, colours[k][0], colours[k][1], colours[k][2]);
         cairo_set_line_width(cr, 2);
@@ -119,18 +104,8 @@ int apt_metrics_plot(const char *png_path, const int *n_angles, const apt_metric
             cairo_arc(cr, x, y, 3.5, 0, 6.283185307179586);
             cairo_fill(cr);
         }
-        /* legend, bottom row */
-        double lx = L + 10 + k * 130, ly = H - 8;
-        cairo_rectangle(cr, lx, ly - 8, 18, 4);
-        cairo_fill(cr);
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        text(cr, lx + 24, ly - 2, 11, names[k]);
+        plot_legend(&f, k, colours[k], names[k]); /* bottom row */
     }
     free(ord);
-    cairo_destroy(cr);
-    cairo_status_t st = cairo_surface_write_to_png(surf, png_path);
-    cairo_surface_destroy(surf);
-    if (st != CAIRO_STATUS_SUCCESS)
-        return apt_err(err, APT_EIO, "%s: %s", png_path, cairo_status_to_string(st));
-    return APT_OK;
+    return plot_end(&f, png_path, err);
 }

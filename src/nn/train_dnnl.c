@@ -291,67 +291,59 @@ static int conv_slot(tctx *cx, apt_nn_tprim **c, const int *key, dnnl_primitive_
     return APT_OK;
 }
 
-static int t_conv_fwd(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *x, const float *w, int k, const int stride[3],
-                      apt_nn_tensor *y, apt_error *err)
+/* Forward (bwd 0: src x -> dst y) or backward-data (bwd 1: dst's gradient -> src's gradient) of one layer; x and y
+ * give the shapes either way, in and out the data. */
+static int conv_data(tctx *cx, apt_nn_tprim **c, int bwd, const apt_nn_tensor *x, const apt_nn_tensor *y,
+                     const float *w, int k, const int *stride, void *in, void *out, apt_error *err)
 {
-    tctx *cx = ctx;
     int key[16];
-    key_of(key, 1, k, stride, x, y);
-    apt_nn_tprim *p = cached(ctx, c, key);
+    key_of(key, 1 + bwd, k, stride, x, y);
+    apt_nn_tprim *p = cached(cx, c, key);
     if (!p) {
         conv_desc d;
         conv_desc_of(&d, x, y, k, stride, x->n);
-        dnnl_primitive_desc_t pd;
-        int rc = conv_fwd_pd(cx, &d, &pd, err);
+        dnnl_primitive_desc_t fwd, pd;
+        int rc = conv_fwd_pd(cx, &d, &fwd, err);
         if (rc)
             return rc;
-        int args[3] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}, out[3] = {0, 0, 1};
-        const dnnl_memory_desc_t *mds[3] = {&d.src, &d.w, &d.dst};
-        dnnl_query_t q[3] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md};
-        rc = conv_slot(cx, c, key, pd, args, mds, q, out, err);
+        if (bwd) { /* the forward is the backward's hint */
+            dnnl_convolution_desc_t cd;
+            dnnl_status_t s = dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &d.src_any,
+                                                                       &d.w_any, &d.dst_any, d.st, d.pl, d.pr);
+            if (s == dnnl_success)
+                s = dnnl_primitive_desc_create(&pd, &cd, NULL, cx->eng, fwd);
+            dnnl_primitive_desc_destroy(fwd);
+            TCK(s, "convolution backward data");
+        } else {
+            pd = fwd;
+        }
+        int args[2][3] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                          {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC}},
+            out[3] = {0, 0, 1};
+        const dnnl_memory_desc_t *mds[2][3] = {{&d.src, &d.w, &d.dst}, {&d.dst, &d.w, &d.src}};
+        dnnl_query_t q[2][3] = {{dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
+                                {dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md}};
+        rc = conv_slot(cx, c, key, pd, args[bwd], mds[bwd], q[bwd], out, err);
         dnnl_primitive_desc_destroy(pd);
         if (rc)
             return rc;
         p = *c;
     }
-    void *h[3] = {x->data, (void *)w, y->data};
-    TCK(conv_exec(p->p, cx->st, p->a, p->arg, h, NULL), "convolution");
+    void *h[3] = {in, (void *)w, out};
+    TCK(conv_exec(p->p, cx->st, p->a, p->arg, h, NULL), bwd ? "convolution backward data" : "convolution");
     return APT_OK;
+}
+
+static int t_conv_fwd(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *x, const float *w, int k, const int stride[3],
+                      apt_nn_tensor *y, apt_error *err)
+{
+    return conv_data(ctx, c, 0, x, y, w, k, stride, x->data, y->data, err);
 }
 
 static int t_conv_bwd_data(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *dy, const float *w, int k,
                            const int stride[3], apt_nn_tensor *dx, apt_error *err)
 {
-    tctx *cx = ctx;
-    int key[16];
-    key_of(key, 2, k, stride, dx, dy);
-    apt_nn_tprim *p = cached(ctx, c, key);
-    if (!p) {
-        conv_desc d;
-        conv_desc_of(&d, dx, dy, k, stride, dx->n);
-        dnnl_primitive_desc_t hint, pd;
-        int rc = conv_fwd_pd(cx, &d, &hint, err);
-        if (rc)
-            return rc;
-        dnnl_convolution_desc_t cd;
-        dnnl_status_t s = dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &d.src_any,
-                                                                   &d.w_any, &d.dst_any, d.st, d.pl, d.pr);
-        if (s == dnnl_success)
-            s = dnnl_primitive_desc_create(&pd, &cd, NULL, cx->eng, hint);
-        dnnl_primitive_desc_destroy(hint);
-        TCK(s, "convolution backward data");
-        int args[3] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC}, out[3] = {0, 0, 1};
-        const dnnl_memory_desc_t *mds[3] = {&d.dst, &d.w, &d.src};
-        dnnl_query_t q[3] = {dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_diff_src_md};
-        rc = conv_slot(cx, c, key, pd, args, mds, q, out, err);
-        dnnl_primitive_desc_destroy(pd);
-        if (rc)
-            return rc;
-        p = *c;
-    }
-    void *h[3] = {dy->data, (void *)w, dx->data};
-    TCK(conv_exec(p->p, cx->st, p->a, p->arg, h, NULL), "convolution backward data");
-    return APT_OK;
+    return conv_data(ctx, c, 1, dx, dy, w, k, stride, dy->data, dx->data, err);
 }
 
 typedef struct bww_job {
