@@ -2,6 +2,8 @@
 subscriber, the control socket, and the aptomo CLI. Everything talks over 127.0.0.1 only."""
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -25,6 +27,31 @@ def free_ports(n):
     for s in socks:
         s.close()
     return ports
+
+
+def run_pty(args, cwd, timeout=600):
+    """aptomo ARGS with stderr on a pty (stdout to cwd/pty-stdout.txt), as a user at a terminal runs it: returns
+    (rc, what the terminal got)."""
+    mfd, sfd = pty.openpty()
+    with open(os.path.join(cwd, "pty-stdout.txt"), "w") as out:
+        proc = subprocess.Popen([os.path.abspath(APTOMO), *map(str, args)], stdout=out, stderr=sfd, cwd=cwd)
+    os.close(sfd)
+    got = b""
+    while True:
+        r, _, _ = select.select([mfd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(mfd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            got += chunk
+        elif proc.poll() is not None:
+            break
+    rc = proc.wait(timeout=timeout)
+    os.close(mfd)
+    return rc, got.decode(errors="replace")
 
 
 def run_cli(*args, check=True, timeout=300):

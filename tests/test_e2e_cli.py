@@ -6,8 +6,6 @@ line naming the fault plus a hint; --opt=value works as --opt value; options aft
 progress bar with an ETA on a terminal (a pty) and nothing on stderr otherwise. Tiny simulated scan, a few seconds."""
 import json
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
@@ -18,7 +16,7 @@ import time
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_util import APTOMO, SRC, Checker, free_ports  # noqa: E402
+from e2e_util import APTOMO, SRC, Checker, free_ports, run_pty  # noqa: E402
 
 DEMO = os.path.join(SRC, "configs", "demo.yaml")
 TINY = ["--config", DEMO, "--set", "sim.angles=3", "--set", "sim.grid=[16,16,16]"]
@@ -112,30 +110,6 @@ def fault_checks(ck):
             p.returncode == 1 and "aptomo watch: timeout" in p.stderr)
 
 
-def run_pty(args, cwd, sink=None):
-    """Run with stderr on a pty (stdout to a file): returns (rc, what the terminal got)."""
-    mfd, sfd = pty.openpty()
-    with open(os.path.join(cwd, "stdout.txt"), "w") as out:
-        proc = subprocess.Popen([APTOMO, *map(str, args)], stdout=out, stderr=sfd, cwd=cwd)
-    os.close(sfd)
-    got = b""
-    while True:
-        r, _, _ = select.select([mfd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(mfd, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            got += chunk
-        elif proc.poll() is not None:
-            break
-    rc = proc.wait(timeout=120)
-    os.close(mfd)
-    return rc, got.decode(errors="replace")
-
-
 class Receiver:
     """A PULL socket draining what replay sends."""
 
@@ -216,8 +190,6 @@ def work_checks(ck, tmp):
     try:
         ep = ["--endpoint", f"tcp://127.0.0.1:{rx.port}", "--wait", "10"]
         frames = 0
-        with open(j("stdout.txt"), "w"):
-            pass
         runs = {"approximant": [j("s.h5"), *PHYS, "-o", j("a3.h5")], "tomo": ["sart", j("p.h5"), "-o", j("t3.h5")],
                 "replay": [j("s.h5"), *ep], "simulate": [*TINY, "-o", j("s3.h5")]}
         for cmd, args in runs.items():
@@ -225,7 +197,7 @@ def work_checks(ck, tmp):
             ck.true(f"{cmd} on a terminal: exit 0 and a bar with an ETA ({term[-200:]!r})",
                     rc == 0 and "eta" in term and "\r" in term)
             if cmd == "replay":
-                rep = json.load(open(j("stdout.txt")))
+                rep = json.load(open(j("pty-stdout.txt")))
                 frames = sum(s["frames"] for s in rep["series"])
                 ck.true(f"replay: the bar counts frames ({frames}), not angles", f"{frames}/{frames}" in term)
             if cmd == "approximant":

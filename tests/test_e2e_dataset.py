@@ -8,8 +8,6 @@ touched); --count may grow; other parameters on a rerun and bad arguments are re
 progress bar on a terminal only."""
 import json
 import os
-import pty
-import select
 import shutil
 import signal
 import subprocess
@@ -21,7 +19,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_util import APTOMO, SRC, Checker, run_cli  # noqa: E402
+from e2e_util import APTOMO, SRC, Checker, run_cli, run_pty  # noqa: E402
 
 DEMO = os.path.join(SRC, "configs", "demo.yaml")
 BASE = ["--config", DEMO, "--set", "sim.grid=[16,24,24]", "--angles", "3"]
@@ -118,29 +116,6 @@ def cross_check(ck, tmp, dA, m):
     ck.true(f"Approximant = aptomo approximant of that scan (max rel diff {rel:.2e})", rel < 1e-4)
     with h5py.File(os.path.join(dA, p["approximant"]), "r") as f, h5py.File(out, "r") as g:
         ck.eq("same datasets as aptomo approximant -o", sorted(f["exchange"]), sorted(g["exchange"]))
-
-
-def run_pty(args, cwd):
-    """stderr on a pty: (rc, what the terminal got)."""
-    mfd, sfd = pty.openpty()
-    with open(os.path.join(cwd, "pty_stdout.txt"), "w") as out:
-        proc = subprocess.Popen([os.path.abspath(APTOMO), *args], stdout=out, stderr=sfd, cwd=cwd)
-    os.close(sfd)
-    got = b""
-    while True:
-        r, _, _ = select.select([mfd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(mfd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(mfd)
-    return proc.wait(), got.decode(errors="replace")
 
 
 def fault(ck, what, args, needle, rc=2):

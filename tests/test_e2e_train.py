@@ -15,8 +15,6 @@ target on the network's output grid, its 2x2-binned, blurred, noisy copy as the 
 - a progress bar on a terminal, nothing on stderr otherwise; bad inputs exit 2 with a message naming the fault."""
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from scipy import ndimage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nn_torch as N  # noqa: E402
-from e2e_util import APTOMO, Checker  # noqa: E402
+from e2e_util import APTOMO, Checker, run_pty  # noqa: E402
 
 torch.set_num_threads(2)
 ARCH = {'stem': 4, 'stem_stride': [2, 1, 1],
@@ -139,30 +137,6 @@ def cross_check(ck, tmp, out, pairs, setup, epochs):
     fit = json.loads(meta['aptomo.output'])
     ck.true(f'aptomo.output {fit} = least squares on the training patches ({scale:.6g}, {offset:.6g})',
             abs(fit['scale'] - scale) < 1e-4 * abs(scale) + 1e-7 and abs(fit['offset'] - offset) < 1e-4)
-
-
-def run_pty(args, cwd):
-    """stderr on a pty: (rc, what the terminal got)."""
-    mfd, sfd = pty.openpty()
-    with open(os.path.join(cwd, 'pty-stdout.txt'), 'w') as so:
-        proc = subprocess.Popen([APTOMO, *map(str, args)], stdout=so, stderr=sfd, cwd=cwd)
-    os.close(sfd)
-    got = b''
-    while True:
-        r, _, _ = select.select([mfd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(mfd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-        elif proc.poll() is not None:
-            break
-    rc = proc.wait(timeout=600)
-    os.close(mfd)
-    return rc, got.decode(errors='replace')
 
 
 def fault(ck, what, p, needle):
