@@ -11,15 +11,12 @@
 #include <unistd.h>
 
 #include "nn/nn_backend.h"
+#include "nn/nn_dnnl.h"
 
 #define MAXM 6
-#define MAX_THREADS 64
+#define MAX_THREADS NN_DNNL_MAX_THREADS
 
-typedef struct cpu_ctx {
-    dnnl_engine_t eng;
-    dnnl_stream_t st;
-    int threads;
-} cpu_ctx;
+typedef nn_dnnl_ctx cpu_ctx;
 
 struct apt_nn_prim {
     int key[24];
@@ -33,32 +30,26 @@ struct apt_nn_prim {
     size_t scratch_per;
 };
 
-#define CK(call, what)                                                                                               \
-    do {                                                                                                             \
-        dnnl_status_t s_ = (call);                                                                                   \
-        if (s_ != dnnl_success)                                                                                      \
-            return apt_err(err, s_ == dnnl_out_of_memory ? APT_ENOMEM : APT_EINVAL, "oneDNN %s: %s", what,          \
-                           dnnl_status2str(s_));                                                                     \
-    } while (0)
+#define CK NN_DNNL_CK
 
-static int cpu_init(void **ctxp, int threads, apt_error *err)
+int nn_dnnl_ctx_new(void **ctxp, int threads, apt_error *err)
 {
-    cpu_ctx *c = calloc(1, sizeof(*c));
+    nn_dnnl_ctx *c = calloc(1, sizeof(*c));
+    *ctxp = c;
     if (!c)
         return apt_err(err, APT_ENOMEM, "out of memory");
-    *ctxp = c;
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
-    if (c->threads > MAX_THREADS)
-        c->threads = MAX_THREADS;
+    if (c->threads > NN_DNNL_MAX_THREADS)
+        c->threads = NN_DNNL_MAX_THREADS;
     CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0), "engine");
     CK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags), "stream");
     return APT_OK;
 }
 
-static void cpu_fini(void *ctx)
+void nn_dnnl_ctx_free(void *ctx)
 {
-    cpu_ctx *c = ctx;
+    nn_dnnl_ctx *c = ctx;
     if (!c)
         return;
     if (c->st)
@@ -433,8 +424,8 @@ static int cpu_axial(void *ctx, apt_nn_prim **c, const apt_nn_tensor *qkv, const
 
 const struct apt_nn_ops apt_nn_dnnl_ops = {
     .name = "onednn",
-    .init = cpu_init,
-    .fini = cpu_fini,
+    .init = nn_dnnl_ctx_new,
+    .fini = nn_dnnl_ctx_free,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,

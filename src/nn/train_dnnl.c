@@ -11,19 +11,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nn/nn_dnnl.h"
 #include "nn/train_backend.h"
 
 /* GNU OpenMP, which Debian's oneDNN runs on (linked directly; no -fopenmp, no omp.h needed). */
 extern void omp_set_num_threads(int n);
 
 #define TMAXM 4
-#define TMAX_WORKERS 64
+#define TMAX_WORKERS NN_DNNL_MAX_THREADS
 
-typedef struct tctx {
-    dnnl_engine_t eng;
-    dnnl_stream_t st;
-    int threads;
-} tctx;
+typedef nn_dnnl_ctx tctx;
 
 /* One argument of a convolution: the caller's plain NCDHW / OIDHW memory and, when oneDNN's chosen layout differs
  * (blocked formats are what its fast kernels take), an owned buffer in that layout with the reorder between them. */
@@ -56,40 +53,14 @@ struct apt_nn_tprim {
     size_t wcount;    /* floats of one weight gradient */
 };
 
-#define TCK(call, what)                                                                                              \
-    do {                                                                                                             \
-        dnnl_status_t s_ = (call);                                                                                   \
-        if (s_ != dnnl_success)                                                                                      \
-            return apt_err(err, s_ == dnnl_out_of_memory ? APT_ENOMEM : APT_EINVAL, "oneDNN %s: %s", what,          \
-                           dnnl_status2str(s_));                                                                     \
-    } while (0)
+#define TCK NN_DNNL_CK
 
 static int t_init(void **ctxp, int threads, apt_error *err)
 {
-    tctx *c = calloc(1, sizeof(*c));
-    if (!c)
-        return apt_err(err, APT_ENOMEM, "out of memory");
-    *ctxp = c;
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    c->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
-    if (c->threads > TMAX_WORKERS)
-        c->threads = TMAX_WORKERS;
-    omp_set_num_threads(c->threads); /* oneDNN's OpenMP team for this (the calling) thread */
-    TCK(dnnl_engine_create(&c->eng, dnnl_cpu, 0), "engine");
-    TCK(dnnl_stream_create(&c->st, c->eng, dnnl_stream_default_flags), "stream");
-    return APT_OK;
-}
-
-static void t_fini(void *ctx)
-{
-    tctx *c = ctx;
-    if (!c)
-        return;
-    if (c->st)
-        dnnl_stream_destroy(c->st);
-    if (c->eng)
-        dnnl_engine_destroy(c->eng);
-    free(c);
+    int rc = nn_dnnl_ctx_new(ctxp, threads, err);
+    if (!rc) /* oneDNN's OpenMP team for this (the calling) thread */
+        omp_set_num_threads(((tctx *)*ctxp)->threads);
+    return rc;
 }
 
 static void targ_free(targ *a)
@@ -618,7 +589,7 @@ static int t_up_bwd(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *dy, apt_nn
 const struct apt_nn_train_ops apt_nn_train_dnnl_ops = {
     .name = "onednn",
     .init = t_init,
-    .fini = t_fini,
+    .fini = nn_dnnl_ctx_free,
     .prim_free = t_prim_free,
     .conv_fwd = t_conv_fwd,
     .conv_bwd_data = t_conv_bwd_data,
