@@ -3,7 +3,7 @@
 #  - cmake --install BUILD --prefix P: aptomo.pc, the systemd unit and the configurations must name P (not the
 #    configure-time prefix); a C program that includes public headers (aptomo/h5filter.h pulls <hdf5.h>) must compile
 #    and link with `pkg-config --cflags --libs aptomo` alone and work; the installed aptomo must run from P;
-#    systemd-analyze verify (where installed) must not fault the unit;
+#    systemd-analyze verify (where installed) must not fault the unit, and its security exposure must stay <= 3.0;
 #  - DESTDIR=S cmake --install BUILD --prefix /usr (a package build): files land under S, no file names S, and the
 #    configurations go to /etc/aptomo (GNUInstallDirs' sysconfdir for /usr), where the unit looks.
 set -euo pipefail
@@ -95,7 +95,7 @@ for f in bin/aptomod etc/aptomo/aptomod.yaml share/doc/aptomo/OPERATIONS.md; do
   [ -f "$P/$f" ] || fail "$P/$f, which the unit names, is not installed"
 done
 [ -x "$P/bin/aptomod" ] || fail "$P/bin/aptomod is not executable"
-grep -q '@' "$unit" "$pc" && fail "unsubstituted @VAR@ left in the unit or aptomo.pc"
+grep -qE '@[A-Z_]+@' "$unit" "$pc" && fail "unsubstituted @VAR@ left in the unit or aptomo.pc"
 if command -v systemd-analyze >/dev/null; then
   # Only complaints that name our unit count: others are about the host (units of other packages, no systemd as PID
   # 1 in a container) and are shown, not failed on. Unknown keys and unparsable values exit 0 but are printed.
@@ -109,6 +109,17 @@ if command -v systemd-analyze >/dev/null; then
     cat "$tmp/verify.txt"
   fi
   echo "systemd-analyze verify: unit ok"
+  # The sandbox: exposure as systemd rates it (0 = locked down, 10 = none), offline so no running systemd is needed.
+  # 1.9 when measured; above 3 means a hardening option was lost.
+  if SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=true "$unit" >"$tmp/security.txt" 2>&1; then
+    score=$(sed -n 's/.*Overall exposure level for aptomod.service: \([0-9.]*\).*/\1/p' "$tmp/security.txt")
+    [ -n "$score" ] || { cat "$tmp/security.txt"; fail "systemd-analyze security printed no exposure level"; }
+    echo "systemd-analyze security: exposure $score"
+    awk -v s="$score" 'BEGIN { exit !(s <= 3.0) }' || { grep '✗' "$tmp/security.txt";
+      fail "the unit's exposure is $score (above 3.0): a hardening option was lost"; }
+  else
+    echo "systemd-analyze security --offline not supported here: exposure not measured"
+  fi
 else
   echo "systemd-analyze not installed: unit not verified by systemd"
 fi
