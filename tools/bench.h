@@ -13,5 +13,7 @@ int bench_nn(int argc, char **argv);
 int bench_train(int argc, char **argv);
 /* The source tree whose tests/nn_torch.py the PyTorch references import ($APTOMO_SRC, else the build's). */
 const char *bench_source_dir(void);
+/* Run a shell command (a PyTorch reference) and read the one number it prints: seconds, NaN if it failed. */
+double bench_python_seconds(const char *cmd);
 
 #endif

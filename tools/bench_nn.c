@@ -22,6 +22,18 @@ static const char *ARCH_FULL =
     "{\"f0\":64,\"f1\":256,\"blocks\":4,\"stride\":2},{\"f0\":128,\"f1\":512,\"blocks\":6,\"stride\":2}],"
     "\"axial\":{\"planes\":1024,\"heads\":8,\"out\":2048,\"size\":[35,16,16]},\"decoder\":[256,128,64]}";
 
+double bench_python_seconds(const char *cmd)
+{
+    FILE *f = popen(cmd, "r");
+    double s = NAN;
+    if (f) {
+        if (fscanf(f, "%lf", &s) != 1)
+            s = NAN;
+        pclose(f);
+    }
+    return s;
+}
+
 const char *bench_source_dir(void)
 {
     const char *s = getenv("APTOMO_SRC");
@@ -50,14 +62,7 @@ static double torch_seconds(const char *arch_path, const char *weights, const ch
              "print(best)\n"
              "EOF",
              bench_source_dir(), sysconf(_SC_NPROCESSORS_ONLN), arch_path, weights, input, p[0], p[1], p[2], reps);
-    FILE *f = popen(cmd, "r");
-    double s = NAN;
-    if (f) {
-        if (fscanf(f, "%lf", &s) != 1)
-            s = NAN;
-        pclose(f);
-    }
-    return s;
+    return bench_python_seconds(cmd);
 }
 
 static int bench_arch(const char *name, const char *arch, int reps, const char *dir)

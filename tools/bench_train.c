@@ -48,14 +48,7 @@ static double torch_step_seconds(const char *weights, const char *xpath, const c
              "print(best)\n"
              "EOF",
              bench_source_dir(), threads, weights, xpath, B, p[0], p[1], p[2], ypath, B, o[0], o[1], o[2], reps);
-    FILE *f = popen(cmd, "r");
-    double s = NAN;
-    if (f) {
-        if (fscanf(f, "%lf", &s) != 1)
-            s = NAN;
-        pclose(f);
-    }
-    return s;
+    return bench_python_seconds(cmd);
 }
 
 static const char HELP[] =
