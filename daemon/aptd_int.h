@@ -218,6 +218,23 @@ void aptd_publish_json(aptd *d, const char *topic, struct json_t *h, const void 
 void aptd_publish_status(aptd *d);
 /* The status header (also the control socket's status reply). */
 struct json_t *aptd_status_json(aptd *d);
+/* control.c */
+enum { APTD_CMD_STATUS, APTD_CMD_LATEST, APTD_CMD_RESET, APTD_CMD_SET, APTD_CMD_FINALIZE, APTD_CMD_SHUTDOWN };
+typedef struct aptd_request {
+    int cmd;                          /* APTD_CMD_* */
+    int has_topic;
+    char topic[32];                   /* latest */
+    char key[64];                     /* set */
+    struct json_t *value;             /* set: owned, released by aptd_request_clear */
+} aptd_request;
+/* A control request's bytes -> checked request (0), or -1 with *why set (static text). Pure: no daemon state. */
+int aptd_control_parse(const void *buf, size_t len, aptd_request *rq, const char **why);
+void aptd_request_clear(aptd_request *rq);
+/* Receive one request on the REP socket (if any) and answer it. */
+void aptd_control_handle(aptd *d);
+/* Set one live-changeable key from a JSON value (range-checked); -1 with *why for any other key or a bad value. */
+int aptd_settings_set_live(aptd_settings *s, const char *key, const struct json_t *v, const char **why);
+const char *aptd_live_key(size_t i); /* the i-th live key's name, NULL past the end */
 /* latest.c */
 void aptd_latest_init(aptd *d);
 void aptd_latest_free(aptd *d);
