@@ -38,6 +38,7 @@ typedef struct aptd_settings {
     char control_endpoint[256];
     int n_star, publish_every;
     char storage_dir[1024];
+    int queue_memory_mb;        /* complete angles queued in memory beyond this go to storage.dir/queue */
     char model_weights[1024];   /* "" = no network: the Approximant is the volume */
     int model_batch;
     char reference[1024];       /* tomo.reference, "" = none */

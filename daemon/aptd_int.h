@@ -73,7 +73,27 @@ typedef struct aptd_angle {
     char reason[16];
     double seconds_acquire;
     int finalize;                     /* not an angle: "refine the Approximant now" (control finalize) */
+    int wake;                         /* not an angle: look at the reset flag now (control reset) */
+    char unique_id[APT_NAME_LEN];
+    char *spill_path;                 /* queued on disk (angleq.c): frames == NULL until loaded */
+    size_t mem_bytes;                 /* counted against storage.queue_memory_mb while queued in memory */
 } aptd_angle;
+
+/* An angle in the Approximant (state.c): its file's sequence number, its series and angle. */
+typedef struct aptd_done {
+    uint64_t seq, series;
+    double angle_deg;
+} aptd_done;
+
+/* Crash-safe state (state.c) and the on-disk angle queue (angleq.c). done/next_seq: recon worker only. */
+typedef struct aptd_store {
+    pthread_mutex_t mu;               /* last_error */
+    char last_error[256];
+    aptd_done *done;
+    size_t n_done, cap_done;
+    uint64_t next_seq;
+    atomic_uint_fast64_t resumed, corrupt, write_errors, skipped, on_disk, spilled, mem_bytes, spill_seq;
+} aptd_store;
 
 typedef struct aptd_pending_meta {
     uint64_t series;
@@ -143,6 +163,7 @@ struct aptd {
     pthread_t refiner;
     int refine_running;
     aptd_refine_state refine;
+    aptd_store store;
     struct apt_nn_model *model;       /* NULL without model.weights */
     int patch[3], scale[3];           /* network input patch, output/input scale */
     apt_volume reference;             /* tomo.reference, data NULL if none */
@@ -198,9 +219,29 @@ void aptd_angle_free(aptd *d, aptd_angle **a);
 void aptd_recon_free(aptd *d);
 /* baseline.c (recon worker only) */
 int aptd_baseline_init(aptd *d, apt_error *err);
-void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double angle_deg);
+void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double angle_deg); /* push + update */
+int aptd_baseline_push(aptd *d, const apt_angle_result *res, double k, double angle_deg); /* projection only */
+void aptd_baseline_update(aptd *d);                                                         /* recompute, publish */
 void aptd_baseline_reset(aptd *d);
 void aptd_baseline_free(aptd *d);
+/* state.c (recon worker) */
+int aptd_state_resume(aptd *d, apt_approx *ap, double k, apt_error *err);
+int aptd_state_seen(const aptd *d, const aptd_angle *a);
+int aptd_state_save_angle(aptd *d, uint64_t seq, const aptd_angle *a, const apt_angle_result *res,
+                          double wavelength, apt_error *err);
+int aptd_state_add(aptd *d, uint64_t seq, const aptd_angle *a);
+int aptd_state_save_sums(aptd *d, const apt_approx *ap, apt_error *err);
+void aptd_state_reset(aptd *d);
+void aptd_state_error(aptd *d, const char *msg);
+void aptd_state_status(aptd *d, struct json_t *h);
+void aptd_state_free(aptd *d);
+size_t aptd_state_list(const char *dir, const char *prefix, char ***names);
+void aptd_state_remove_tmp(const char *dir); /* NAME.tmp left by a kill between a file's bytes and its rename */
+/* angleq.c: complete angles -> reconstruction, in memory up to storage.queue_memory_mb, then on disk */
+int aptd_angleq_push(aptd *d, aptd_angle *a);
+int aptd_angleq_load(aptd *d, aptd_angle *a, apt_error *err); /* frames of an angle queued on disk */
+void aptd_angleq_done(aptd *d, aptd_angle *a);                 /* reconstructed: forget its memory / file */
+int aptd_angleq_resume(aptd *d, apt_error *err);              /* queue the angles a previous run left on disk */
 /* refine.c */
 int aptd_refine_start(aptd *d, apt_error *err);
 void aptd_refine_stop(aptd *d);

@@ -84,12 +84,12 @@ static void publish(aptd *d, const aptd_baseline *b, const double *theta)
         apt_warn("baseline: %s", err.msg);
 }
 
-void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double angle_deg)
+int aptd_baseline_push(aptd *d, const apt_angle_result *res, double k, double angle_deg)
 {
     aptd_baseline *b = &d->rs.base;
     const apt_grid3 *g = &d->s.angle.grid;
     if (b->method == APTD_BASELINE_NONE || b->n >= APTD_MAX_ANGLES)
-        return;
+        return -1;
     apt_error err = {0};
     if ((size_t)b->n >= b->cap) { /* grows by doubling; bounded by APTD_MAX_ANGLES rows */
         size_t cap = b->cap ? 2 * b->cap : 32;
@@ -99,15 +99,25 @@ void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double an
         double *t = p ? realloc(b->theta, cap * sizeof *t) : NULL;
         if (!p || !t) {
             apt_error_log("baseline: out of memory for %zu projections; this angle is left out", cap);
-            return;
+            return -1;
         }
         b->theta = t, b->cap = cap;
     }
     if (apt_angle_projection(res, k, g, b->U, b->proj + (size_t)b->n * b->row, &err)) {
         apt_error_log("baseline: %s", err.msg);
-        return;
+        return -1;
     }
     b->theta[b->n++] = angle_deg;
+    return 0;
+}
+
+void aptd_baseline_update(aptd *d)
+{
+    aptd_baseline *b = &d->rs.base;
+    const apt_grid3 *g = &d->s.angle.grid;
+    if (b->method == APTD_BASELINE_NONE || b->n == 0)
+        return;
+    apt_error err = {0};
     const double *th = b->theta;
     apt_proj *p = NULL;
     double t0 = apt_now();
@@ -127,4 +137,10 @@ void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double an
     }
     apt_debug("baseline %s of %d angles in %.3f s", method_name[b->method], b->n, apt_now() - t0);
     publish(d, b, th);
+}
+
+void aptd_baseline_add(aptd *d, const apt_angle_result *res, double k, double angle_deg)
+{
+    if (aptd_baseline_push(d, res, k, angle_deg) == 0)
+        aptd_baseline_update(d);
 }

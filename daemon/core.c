@@ -34,6 +34,7 @@ void aptd_settings_default(aptd_settings *s)
     s->results_sndhwm = 1000;
     s->status_period_s = 1.0;
     snprintf(s->control_endpoint, sizeof s->control_endpoint, "tcp://127.0.0.1:9997");
+    s->queue_memory_mb = 4096;
     s->n_star = 29;
     s->publish_every = 4;
     s->model_batch = 1;
@@ -81,6 +82,8 @@ static void free_all(aptd *d)
     aptd_latest_free(d); /* its messages before the context they belong to */
     if (d->zctx)
         zmq_ctx_term(d->zctx);
+    aptd_state_free(d);
+    pthread_mutex_destroy(&d->store.mu);
     pthread_mutex_destroy(&d->mu);
     free(d);
 }
@@ -95,11 +98,12 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
         return apt_err(err, APT_ENOMEM, "out of memory");
     d->s = *s;
     pthread_mutex_init(&d->mu, NULL);
+    pthread_mutex_init(&d->store.mu, NULL);
     aptd_latest_init(d);
     apt_log_set_level(s->log_level);
     d->zctx = zmq_ctx_new();
     d->decode_q = aptd_queue_new((size_t)(s->queue_frames > 0 ? s->queue_frames : 1));
-    d->recon_q = aptd_queue_new(64);
+    d->recon_q = aptd_queue_new(APTD_MAX_ANGLES); /* pointers only: angles beyond memory are on disk */
     d->pub_q = aptd_queue_new(1024);
     d->refine_q = aptd_queue_new(4);
     d->patterns = aptd_pool_new((size_t)s->crop * s->crop * sizeof(float), APTD_POOL_CACHE_BYTES);

@@ -133,6 +133,7 @@ json_t *aptd_status_json(aptd *d)
     json_object_set_new(h, "spooled", json_integer((json_int_t)st.spooled));
     json_object_set_new(h, "spool_errors", json_integer((json_int_t)st.spool_errors));
     json_object_set_new(h, "publish_dropped", json_integer((json_int_t)atomic_load(&d->pub_dropped)));
+    aptd_state_status(d, h);
     return h;
 }
 

@@ -14,6 +14,7 @@
 #include "aptomo/geometry.h"
 #include "aptomo/log.h"
 #include "aptomo/preview.h"
+#include "aptomo/sealed.h"
 #include "aptomo/volume.h"
 
 void aptd_angle_free(aptd *d, aptd_angle **ap)
@@ -21,10 +22,11 @@ void aptd_angle_free(aptd *d, aptd_angle **ap)
     aptd_angle *a = *ap;
     if (!a)
         return;
-    for (size_t i = 0; i < a->n_frames; i++)
+    for (size_t i = 0; a->frames && i < a->n_frames; i++)
         aptd_pool_put(d->patterns, a->frames[i]);
     free(a->frames);
     free(a->pos);
+    free(a->spill_path); /* its file stays for the next start */
     free(a);
     *ap = NULL;
 }
@@ -101,8 +103,48 @@ static void publish_approximant(aptd *d, aptd_recon_state *r)
         apt_warn("%s", err.msg);
 }
 
+static void reset_scan(aptd *d, aptd_recon_state *r)
+{
+    if (r->approx)
+        apt_approx_reset(r->approx);
+    aptd_baseline_reset(d);
+    aptd_state_reset(d);
+    r->n_theta = 0;
+    apt_info("Approximant reset: a new tomographic scan starts");
+}
+
+/* Crash safety: the angle file, then the Approximant with it, then the sums file, then PUB; a failed write is
+   reported (status state_files.error) and the live work goes on without it. */
+static int add_angle(aptd *d, aptd_recon_state *r, const aptd_angle *a, const apt_angle_result *res, apt_error *err)
+{
+    uint64_t seq = d->store.next_seq++;
+    apt_error werr = {0};
+    if (aptd_state_save_angle(d, seq, a, res, apt_angle_wavelength(r->ctx), &werr)) {
+        apt_error_log("state: %s", werr.msg);
+        aptd_state_error(d, werr.msg);
+    }
+    apt_crashpoint("angle-saved");
+    int rc = apt_approx_add(r->approx, &res->sg, apt_angle_wavelength(r->ctx), res->object, res->weight, err);
+    if (rc)
+        return rc;
+    aptd_state_add(d, seq, a);
+    if (r->n_theta < APTD_MAX_ANGLES)
+        r->theta[r->n_theta++] = a->angle_deg;
+    apt_err_clear(&werr);
+    if (aptd_state_save_sums(d, r->approx, &werr)) {
+        apt_error_log("state: %s", werr.msg);
+        aptd_state_error(d, werr.msg);
+    }
+    apt_crashpoint("sums-saved");
+    return APT_OK;
+}
+
 static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
 {
+    if (atomic_exchange(&d->reset_requested, 0))
+        reset_scan(d, r);
+    if (a->wake)
+        return;
     if (a->finalize) { /* control: refine what we have now */
         if (r->approx && apt_approx_angles(r->approx) > 0 && !apt_approx_get(r->approx, r->volume, NULL))
             aptd_refine_request(d, r->volume, apt_approx_grid(r->approx), apt_approx_angles(r->approx), r->theta,
@@ -111,13 +153,17 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
             apt_warn("finalize: no angle in the Approximant yet");
         return;
     }
-    double t0 = apt_now(), counts = mean_counts(a);
-    if (atomic_exchange(&d->reset_requested, 0)) {
-        apt_approx_reset(r->approx);
-        aptd_baseline_reset(d);
-        r->n_theta = 0;
-        apt_info("Approximant reset: a new tomographic scan starts");
+    double t0 = apt_now();
+    apt_error err = {0};
+    if (aptd_angleq_load(d, a, &err)) {
+        apt_error_log("series %llu: the angle queued on disk is lost: %s", (unsigned long long)a->series_id,
+                      err.msg);
+        aptd_state_error(d, err.msg);
+        a->n_frames = 0;
+        publish_angle(d, a, NULL, apt_now() - t0, 0);
+        return;
     }
+    double counts = mean_counts(a);
     if (!a->has_angle) {
         apt_warn("series %llu: no angle received (user data / scan metadata); not reconstructed",
                  (unsigned long long)a->series_id);
@@ -129,18 +175,21 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
         publish_angle(d, a, NULL, apt_now() - t0, counts);
         return;
     }
+    if (aptd_state_seen(d, a)) {
+        atomic_fetch_add(&d->store.skipped, 1);
+        apt_info("series %llu (%.3f deg) is already in the Approximant: sent again after a restart, not counted "
+                 "twice", (unsigned long long)a->series_id, a->angle_deg);
+        return;
+    }
     apt_angle_result res;
-    apt_error err = {0};
     if (apt_angle_reconstruct(r->ctx, a->angle_deg, (const float *const *)a->frames, a->pos, a->n_frames, &res,
                               &err) ||
-        apt_approx_add(r->approx, &res.sg, apt_angle_wavelength(r->ctx), res.object, res.weight, &err)) {
+        add_angle(d, r, a, &res, &err)) {
         apt_error_log("series %llu (%.3f deg): %s", (unsigned long long)a->series_id, a->angle_deg, err.msg);
         apt_angle_result_free(&res);
         publish_angle(d, a, NULL, apt_now() - t0, counts);
         return;
     }
-    if (r->n_theta < APTD_MAX_ANGLES)
-        r->theta[r->n_theta++] = a->angle_deg;
     atomic_fetch_add(&d->angles_done, 1);
     apt_info("series %llu: angle %.3f deg reconstructed in %.2f s (%zu frames, loss %.4g -> %.4g), %d angles in "
              "the Approximant", (unsigned long long)a->series_id, a->angle_deg, res.seconds, res.frames_used,
@@ -156,6 +205,26 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
                             n == d->s.n_star ? "n_star" : "update");
 }
 
+/* Start-up: the state a previous run left (state.c), published at once, so a dashboard sees the resumed scan. */
+static int resume(aptd *d, aptd_recon_state *r, apt_error *err)
+{
+    int rc = aptd_state_resume(d, r->approx, 2 * M_PI / apt_angle_wavelength(r->ctx), err);
+    if (rc)
+        return rc;
+    r->n_theta = 0;
+    for (size_t i = 0; i < d->store.n_done && r->n_theta < APTD_MAX_ANGLES; i++)
+        r->theta[r->n_theta++] = d->store.done[i].angle_deg;
+    int n = apt_approx_angles(r->approx);
+    atomic_store(&d->angles_done, (uint64_t)n);
+    if (n == 0)
+        return APT_OK;
+    publish_approximant(d, r);
+    aptd_baseline_update(d);
+    if (n >= d->s.n_star && !apt_approx_get(r->approx, r->volume, NULL))
+        aptd_refine_request(d, r->volume, apt_approx_grid(r->approx), n, r->theta, r->n_theta, "resumed");
+    return APT_OK;
+}
+
 static void *recon_main(void *arg)
 {
     aptd *d = arg;
@@ -163,6 +232,7 @@ static void *recon_main(void *arg)
     while ((a = aptd_queue_pop(d->recon_q, -1))) {
         atomic_store(&d->state, APTD_RECONSTRUCTING);
         reconstruct(d, &d->rs, a);
+        aptd_angleq_done(d, a);
         aptd_angle_free(d, &a);
         atomic_store(&d->state, APTD_IDLE);
         aptd_queue_done(d->recon_q);
@@ -182,12 +252,17 @@ int aptd_recon_start(aptd *d, apt_error *err)
             rc = apt_err(err, APT_ENOMEM, "out of memory for the %zu-voxel Approximant", n);
         if (!rc)
             rc = aptd_baseline_init(d, err);
+        if (!rc)
+            rc = resume(d, r, err);
         if (rc)
             return rc;
         apt_info("per-angle reconstruction: %d slices, %d modes, %d iterations x %d batches; Approximant grid "
                  "%dx%dx%d", d->s.angle.L, d->s.angle.M, d->s.angle.iterations, d->s.angle.batches,
                  d->s.angle.grid.Z, d->s.angle.grid.Y, d->s.angle.grid.X);
     }
+    int rc = aptd_angleq_resume(d, err);
+    if (rc)
+        return rc;
     if (pthread_create(&d->recon, NULL, recon_main, d))
         return apt_err(err, APT_ENOMEM, "cannot start reconstruction thread");
     d->recon_running = 1;

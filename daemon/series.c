@@ -384,6 +384,7 @@ static void series_finish(aptd *d, aptd_series *s)
     a->n_frames = k;
     a->series_id = s->id;
     a->index = s->index;
+    snprintf(a->unique_id, sizeof a->unique_id, "%s", s->unique_id);
     a->has_angle = s->has_angle;
     a->angle_deg = s->angle_deg;
     a->n = s->crop.n;
@@ -404,7 +405,7 @@ static void series_finish(aptd *d, aptd_series *s)
              (unsigned long long)a->series_id, a->reason, a->n_frames, (unsigned long long)a->frames_received,
              (unsigned long long)a->frames_dropped, (unsigned long long)a->dup,
              (unsigned long long)a->undecodable, (unsigned long long)a->nopos, (unsigned long long)a->overflow);
-    if (aptd_queue_push(d->recon_q, a) != 0)
+    if (aptd_angleq_push(d, a) != 0)
         aptd_angle_free(d, &a);
 }
 

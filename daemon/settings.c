@@ -59,6 +59,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->n_star = (int)apt_config_int(cfg, "tomo.n_star", err);
     s->publish_every = (int)apt_config_int(cfg, "tomo.publish_every", err);
     COPY_STR(s->storage_dir, "storage.dir");
+    s->queue_memory_mb = (int)apt_config_int(cfg, "storage.queue_memory_mb", err);
     COPY_STR(s->model_weights, "model.weights");
     s->model_batch = (int)apt_config_int(cfg, "model.batch", err);
     COPY_STR(s->reference, "tomo.reference");

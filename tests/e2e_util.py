@@ -64,7 +64,7 @@ def run_cli(*args, check=True, timeout=300):
 class Daemon:
     """aptomod on loopback ports with the reference config plus --set overrides."""
 
-    def __init__(self, workdir, sets=(), log_name="aptomod.log", config=None):
+    def __init__(self, workdir, sets=(), log_name="aptomod.log", config=None, env=None):
         self.det, self.res, self.ctl, self.meta = free_ports(4)
         self.workdir = workdir
         self.spool = os.path.join(workdir, "spool")
@@ -84,7 +84,8 @@ class Daemon:
             cmd += ["--set", s]
         self.log_path = os.path.join(workdir, log_name)
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")

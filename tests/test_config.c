@@ -107,6 +107,7 @@ static const struct {
     {"model.weights", ""},
     {"model.batch", "1"},
     {"storage.dir", "/var/lib/aptomo"},
+    {"storage.queue_memory_mb", "4096"},
     {"storage.spool_frames", "false"},
     {"sim.grid", "[280,128,128]"},
     {"sim.voxel_size_m", "[1.4e-08,1.4e-08,1.4e-08]"},

@@ -16,7 +16,8 @@ enum {
     APT_EAGAIN = -6,   /* try again (queue full, nothing yet) */
     APT_ESTATE = -7,   /* call not valid in the current state */
     APT_ENOTSUP = -8,  /* valid but unsupported (e.g. an unknown encoding) */
-    APT_ENODEV = -9    /* no accelerator device */
+    APT_ENODEV = -9,   /* no accelerator device */
+    APT_ECORRUPT = -10 /* stored data fails its checksum or is truncated */
 };
 
 typedef struct apt_error {

@@ -65,5 +65,9 @@ int apt_approx_angles(const apt_approx *a);
 const apt_grid3 *apt_approx_grid(const apt_approx *a);
 /* The current mean [Z,Y,X] (delta units); never-covered voxels are 0. */
 int apt_approx_get(const apt_approx *a, float *vol, apt_error *err);
+/* The running sums behind the Approximant (crash-safe state, daemon/state.c): per voxel the sum of weights and of
+   weight x delta estimate, n = Z*Y*X each, and the number of angles added. Import replaces them. */
+void apt_approx_sums(const apt_approx *a, const double **sw, const double **swv, size_t *n);
+int apt_approx_import(apt_approx *a, const double *sw, const double *swv, size_t n, int angles, apt_error *err);
 
 #endif

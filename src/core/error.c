@@ -62,6 +62,7 @@ const char *apt_strerror(int code)
     case APT_ESTATE: return "invalid state";
     case APT_ENOTSUP: return "unsupported";
     case APT_ENODEV: return "no device";
+    case APT_ECORRUPT: return "corrupt data";
     default: return "unknown error";
     }
 }

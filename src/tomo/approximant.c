@@ -74,6 +74,24 @@ const apt_grid3 *apt_approx_grid(const apt_approx *a)
     return &a->g;
 }
 
+void apt_approx_sums(const apt_approx *a, const double **sw, const double **swv, size_t *n)
+{
+    *sw = a->sw;
+    *swv = a->swv;
+    *n = a->n;
+}
+
+int apt_approx_import(apt_approx *a, const double *sw, const double *swv, size_t n, int angles, apt_error *err)
+{
+    if (n != a->n || angles < 0)
+        return apt_err(err, APT_EINVAL, "approximant: %zu voxels and %d angles do not fit a %d x %d x %d grid", n,
+                       angles, a->g.Z, a->g.Y, a->g.X);
+    memcpy(a->sw, sw, n * sizeof *sw);
+    memcpy(a->swv, swv, n * sizeof *swv);
+    a->angles = angles;
+    return APT_OK;
+}
+
 
 /* ---- add one angle */
 
