@@ -109,7 +109,8 @@ static void usage(FILE *f)
                "      --print-config     check, then print the effective configuration (YAML) and exit\n"
                "      --version          print the version and exit\n"
                "Options take --opt VALUE or --opt=VALUE. Exit: 0 ok, 2 bad usage or configuration, 1 runtime\n"
-               "failure (e.g. a port in use).\n");
+               "failure (e.g. a port in use). Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads FILE (with\n"
+               "the same --set overrides) and applies the live-changeable keys and the CURVE client lists.\n");
 }
 
 static int bad_usage(const char *fmt, const char *arg)
