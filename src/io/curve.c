@@ -136,17 +136,16 @@ int apt_curve_read_pair(const char *path, apt_curve_pair *kp, apt_error *err)
     FILE *f = open_regular(path, &st, err);
     if (!f)
         return err && err->code ? err->code : APT_EIO;
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        fclose(f);
-        return apt_err(err, APT_EINVAL, "%s has mode %04o: a secret key must be accessible to its owner only "
-                       "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
-    }
     pair_acc a = {kp, 0, 0};
     int rc = read_lines(f, path, on_pair_line, &a, err);
     fclose(f);
+    /* what it is first (a NAME.pub given by mistake is named as such), then who else can read it */
     if (!rc && !a.has_sec)
         rc = apt_err(err, APT_EINVAL, "%s: no 'secret-key:' line (a key pair file is what `aptomo keygen` writes "
                      "as NAME.key)", path);
+    if (!rc && (st.st_mode & (S_IRWXG | S_IRWXO)))
+        rc = apt_err(err, APT_EINVAL, "%s has mode %04o: a secret key must be accessible to its owner only "
+                     "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
     char derived[APT_CURVE_Z85 + 1];
     if (!rc && zmq_curve_public(derived, kp->sec) != 0)
         rc = apt_err(err, APT_EINVAL, "%s: the secret key does not decode", path);
