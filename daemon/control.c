@@ -1,7 +1,8 @@
 /* control.c - the REP control socket. A request is decoded by one pure function (aptd_control_parse: bytes in,
  * a checked request or the reason out; fuzzed by tests/fuzz/fuzz_control.c) and then run on the control thread.
  * Settings that may change while the daemon runs are listed once (live[] below): `set` and SIGHUP change those
- * and nothing else. */
+ * and nothing else. OPERATIONS.md "Live-changeable keys" lists the same keys; tests/test_e2e_access.py compares
+ * that list with the refusal of `set`, which is built from this table. */
 #include <errno.h>
 #include <pthread.h>
 #include <jansson.h>
@@ -73,29 +74,30 @@ static int live_differs(const aptd_settings *a, const aptd_settings *b, size_t i
 int aptd_settings_set_live(aptd_settings *s, const char *key, const json_t *v, const char **why)
 {
     int k = live_find(key);
-    for (size_t i = k < 0 ? N_LIVE : (size_t)k; i < N_LIVE; i = N_LIVE) {
-        void *p = (char *)s + live[i].off;
-        if (live[i].type == LIVE_INT && json_is_integer(v) && json_integer_value(v) >= live[i].lo &&
-            json_integer_value(v) <= live[i].hi)
-            *(int *)p = (int)json_integer_value(v);
-        else if (live[i].type == LIVE_FLOAT && json_is_number(v) && json_number_value(v) >= live[i].lo &&
-                 json_number_value(v) <= live[i].hi)
-            *(double *)p = json_number_value(v);
-        else if (live[i].type == LIVE_LEVEL && json_is_string(v) && apt_log_parse_level(json_string_value(v)) >= 0)
-            *(int *)p = apt_log_parse_level(json_string_value(v));
-        else {
-            *why = live[i].type == LIVE_LEVEL ? "log.level must be one of debug, info, warn, error"
-                                              : "value has the wrong type or is out of range";
-            return -1;
-        }
-        if (live[i].type == LIVE_LEVEL)
-            apt_log_set_level(s->log_level);
-        return 0;
+    if (k < 0) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, not_live_build);
+        *why = not_live_msg;
+        return -1;
     }
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, not_live_build);
-    *why = not_live_msg;
-    return -1;
+    size_t i = (size_t)k;
+    void *p = (char *)s + live[i].off;
+    if (live[i].type == LIVE_INT && json_is_integer(v) && json_integer_value(v) >= live[i].lo &&
+        json_integer_value(v) <= live[i].hi)
+        *(int *)p = (int)json_integer_value(v);
+    else if (live[i].type == LIVE_FLOAT && json_is_number(v) && json_number_value(v) >= live[i].lo &&
+             json_number_value(v) <= live[i].hi)
+        *(double *)p = json_number_value(v);
+    else if (live[i].type == LIVE_LEVEL && json_is_string(v) && apt_log_parse_level(json_string_value(v)) >= 0)
+        *(int *)p = apt_log_parse_level(json_string_value(v));
+    else {
+        *why = live[i].type == LIVE_LEVEL ? "log.level must be one of debug, info, warn, error"
+                                          : "value has the wrong type or is out of range";
+        return -1;
+    }
+    if (live[i].type == LIVE_LEVEL)
+        apt_log_set_level(s->log_level);
+    return 0;
 }
 
 int aptd_reload(aptd *d, const apt_config *cfg0, const apt_config *cfg1, const aptd_settings *ns, apt_error *err)
