@@ -122,7 +122,7 @@ int aptd_reload(aptd *d, const apt_config *cfg0, const apt_config *cfg1, const a
     /* everything else is compared with what the daemon started with: it stays in force until a restart */
     for (size_t k = 0; k < apt_config_key_count(); k++) {
         const char *key = apt_config_key_at(k)->key;
-        if (apt_config_key_at(k)->type == APT_CFG_UNION || live_find(key) >= 0 || apt_config_equal(cfg0, cfg1, key))
+        if (live_find(key) >= 0 || apt_config_equal(cfg0, cfg1, key))
             continue;
         apt_warn("reload: %s changed (%s): needs a restart, not applied", key, apt_config_source(cfg1, key));
         ignored++;
