@@ -36,6 +36,9 @@ typedef struct aptd_settings {
     int results_sndhwm;
     double status_period_s;
     char control_endpoint[256];
+    /* CURVE (auth.c): the server's key pair file, "" = plain TCP; the authorised clients' public keys */
+    char control_curve_secret[1024], control_curve_clients[1024];
+    char results_curve_secret[1024], results_curve_clients[1024];
     int n_star, publish_every;
     char storage_dir[1024];
     int queue_memory_mb;        /* complete angles queued in memory beyond this go to storage.dir/queue */
@@ -92,5 +95,14 @@ int aptd_run(aptd *d, volatile int *stop, void (*watchdog_cb)(void *), void *cb_
    reconstruction queue, publishes the last status. Then frees everything. */
 void aptd_stop(aptd **d);
 void aptd_get_stats(aptd *d, aptd_stats *st);
+/* CURVE key files of the control and results sockets (auth.c): the pair readable by its owner only and matching,
+   the client list parseable and not empty, both keys or neither. Part of aptd_settings_check. */
+int aptd_auth_check(const struct apt_config *cfg, const aptd_settings *s, apt_error *err);
+/* SIGHUP, on the control thread (control.c): ns is the re-read configuration, already through aptd_settings_load;
+   cfg0 the one the daemon started with, cfg1 the new one. Live keys that differ are applied (logged old -> new),
+   other keys that differ from cfg0 are named as needing a restart and left alone, the CURVE client lists are
+   re-read. A failure (a client list that no longer reads) changes nothing. */
+int aptd_reload(aptd *d, const struct apt_config *cfg0, const struct apt_config *cfg1, const aptd_settings *ns,
+                apt_error *err);
 
 #endif

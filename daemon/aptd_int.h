@@ -185,6 +185,8 @@ struct aptd {
     void *pub, *rep;
     double last_status;
     int shutdown_requested;
+    struct aptd_auth *auth;           /* ZAP handler (auth.c), NULL when CURVE is off on both sockets */
+    atomic_uint_fast64_t auth_refused; /* handshakes refused on the control and results sockets */
 };
 
 /* series.c */
@@ -276,6 +278,17 @@ void aptd_control_handle(aptd *d);
 /* Set one live-changeable key from a JSON value (range-checked); -1 with *why for any other key or a bad value. */
 int aptd_settings_set_live(aptd_settings *s, const char *key, const struct json_t *v, const char **why);
 const char *aptd_live_key(size_t i); /* the i-th live key's name, NULL past the end */
+/* auth.c */
+enum { APTD_AUTH_CONTROL = 0, APTD_AUTH_RESULTS = 1, APTD_AUTH_SOCKETS = 2 };
+int aptd_auth_on(const aptd_settings *s, int which);
+/* The ZAP handler thread and the client lists; before any CURVE socket binds. Nothing when CURVE is off. */
+int aptd_auth_start(aptd *d, apt_error *err);
+/* A server socket (before bind): CURVE keys, ZAP domain, monitor of refused handshakes; nothing when off. */
+int aptd_auth_server(aptd *d, void *sock, int which, apt_error *err);
+/* Re-read the client lists (SIGHUP); on a bad file the old lists stay. */
+int aptd_auth_reload(aptd *d, apt_error *err);
+/* After the CURVE sockets are closed. */
+void aptd_auth_stop(aptd *d);
 /* latest.c */
 void aptd_latest_init(aptd *d);
 void aptd_latest_free(aptd *d);

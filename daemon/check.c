@@ -177,5 +177,7 @@ int aptd_settings_check(const apt_config *cfg, const aptd_settings *s, apt_error
         rc = check_physics(cfg, s, err);
     if (!rc)
         rc = check_refine(cfg, s, err);
+    if (!rc)
+        rc = aptd_auth_check(cfg, s, err);
     return rc;
 }

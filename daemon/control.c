@@ -1,14 +1,17 @@
 /* control.c - the REP control socket. A request is decoded by one pure function (aptd_control_parse: bytes in,
  * a checked request or the reason out; fuzzed by tests/fuzz/fuzz_control.c) and then run on the control thread.
  * Settings that may change while the daemon runs are listed once (live[] below): `set` and SIGHUP change those
- * and nothing else. */
+ * and nothing else. OPERATIONS.md "Live-changeable keys" lists the same keys; tests/test_e2e_access.py compares
+ * that list with the refusal of `set`, which is built from this table. */
 #include <errno.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "aptd_int.h"
+#include "aptomo/config.h"
 #include "aptomo/log.h"
 
 enum { LIVE_INT, LIVE_FLOAT, LIVE_LEVEL };
@@ -32,32 +35,100 @@ const char *aptd_live_key(size_t i)
     return i < N_LIVE ? live[i].key : NULL;
 }
 
+static int live_find(const char *key)
+{
+    for (size_t i = 0; i < N_LIVE; i++)
+        if (!strcmp(key, live[i].key) || (live[i].alias && !strcmp(key, live[i].alias)))
+            return (int)i;
+    return -1;
+}
+
+/* The refusal names every live key, from the table (built once: the control thread is its only reader). */
+static char not_live_msg[512];
+static void not_live_build(void)
+{
+    size_t n = (size_t)snprintf(not_live_msg, sizeof not_live_msg, "not a live-changeable key (live:");
+    for (size_t i = 0; i < N_LIVE && n < sizeof not_live_msg; i++)
+        n += (size_t)snprintf(not_live_msg + n, sizeof not_live_msg - n, "%s %s", i ? "," : "", live[i].key);
+    if (n < sizeof not_live_msg)
+        snprintf(not_live_msg + n, sizeof not_live_msg - n, "; others need a restart)");
+}
+
+static void live_format(const aptd_settings *s, size_t i, char *buf, size_t n)
+{
+    const void *p = (const char *)s + live[i].off;
+    if (live[i].type == LIVE_INT)
+        snprintf(buf, n, "%d", *(const int *)p);
+    else if (live[i].type == LIVE_FLOAT)
+        snprintf(buf, n, "%g", *(const double *)p);
+    else
+        snprintf(buf, n, "%s", (const char *[]){"debug", "info", "warn", "error"}[*(const int *)p & 3]);
+}
+
+static int live_differs(const aptd_settings *a, const aptd_settings *b, size_t i)
+{
+    const void *p = (const char *)a + live[i].off, *q = (const char *)b + live[i].off;
+    return live[i].type == LIVE_FLOAT ? *(const double *)p != *(const double *)q : *(const int *)p != *(const int *)q;
+}
+
 int aptd_settings_set_live(aptd_settings *s, const char *key, const json_t *v, const char **why)
 {
-    for (size_t i = 0; i < N_LIVE; i++) {
-        if (strcmp(key, live[i].key) && !(live[i].alias && !strcmp(key, live[i].alias)))
-            continue;
-        void *p = (char *)s + live[i].off;
-        if (live[i].type == LIVE_INT && json_is_integer(v) && json_integer_value(v) >= live[i].lo &&
-            json_integer_value(v) <= live[i].hi)
-            *(int *)p = (int)json_integer_value(v);
-        else if (live[i].type == LIVE_FLOAT && json_is_number(v) && json_number_value(v) >= live[i].lo &&
-                 json_number_value(v) <= live[i].hi)
-            *(double *)p = json_number_value(v);
-        else if (live[i].type == LIVE_LEVEL && json_is_string(v) && apt_log_parse_level(json_string_value(v)) >= 0)
-            *(int *)p = apt_log_parse_level(json_string_value(v));
-        else {
-            *why = live[i].type == LIVE_LEVEL ? "log.level must be one of debug, info, warn, error"
-                                              : "value has the wrong type or is out of range";
-            return -1;
-        }
-        if (live[i].type == LIVE_LEVEL)
-            apt_log_set_level(s->log_level);
-        return 0;
+    int k = live_find(key);
+    if (k < 0) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, not_live_build);
+        *why = not_live_msg;
+        return -1;
     }
-    *why = "not a live-changeable key (live: tomo.n_star, tomo.publish_every, detector.series_timeout_s, "
-           "log.level; others need a restart)";
-    return -1;
+    size_t i = (size_t)k;
+    void *p = (char *)s + live[i].off;
+    if (live[i].type == LIVE_INT && json_is_integer(v) && json_integer_value(v) >= live[i].lo &&
+        json_integer_value(v) <= live[i].hi)
+        *(int *)p = (int)json_integer_value(v);
+    else if (live[i].type == LIVE_FLOAT && json_is_number(v) && json_number_value(v) >= live[i].lo &&
+             json_number_value(v) <= live[i].hi)
+        *(double *)p = json_number_value(v);
+    else if (live[i].type == LIVE_LEVEL && json_is_string(v) && apt_log_parse_level(json_string_value(v)) >= 0)
+        *(int *)p = apt_log_parse_level(json_string_value(v));
+    else {
+        *why = live[i].type == LIVE_LEVEL ? "log.level must be one of debug, info, warn, error"
+                                          : "value has the wrong type or is out of range";
+        return -1;
+    }
+    if (live[i].type == LIVE_LEVEL)
+        apt_log_set_level(s->log_level);
+    return 0;
+}
+
+int aptd_reload(aptd *d, const apt_config *cfg0, const apt_config *cfg1, const aptd_settings *ns, apt_error *err)
+{
+    int rc = aptd_auth_reload(d, err);
+    if (rc)
+        return rc;
+    int applied = 0, ignored = 0;
+    for (size_t i = 0; i < N_LIVE; i++) {
+        if (!live_differs(&d->s, ns, i))
+            continue;
+        char was[64], now[64];
+        live_format(&d->s, i, was, sizeof was);
+        live_format(ns, i, now, sizeof now);
+        memcpy((char *)&d->s + live[i].off, (const char *)ns + live[i].off,
+               live[i].type == LIVE_FLOAT ? sizeof(double) : sizeof(int));
+        if (live[i].type == LIVE_LEVEL)
+            apt_log_set_level(d->s.log_level);
+        apt_info("reload: %s: %s -> %s", live[i].key, was, now);
+        applied++;
+    }
+    /* everything else is compared with what the daemon started with: it stays in force until a restart */
+    for (size_t k = 0; k < apt_config_key_count(); k++) {
+        const char *key = apt_config_key_at(k)->key;
+        if (live_find(key) >= 0 || apt_config_equal(cfg0, cfg1, key))
+            continue;
+        apt_warn("reload: %s changed (%s): needs a restart, not applied", key, apt_config_source(cfg1, key));
+        ignored++;
+    }
+    apt_info("reload: %d live keys applied, %d changes need a restart", applied, ignored);
+    return APT_OK;
 }
 
 void aptd_request_clear(aptd_request *rq)
@@ -171,11 +242,17 @@ static json_t *control_run(aptd *d, aptd_request *rq)
     case APTD_CMD_SHUTDOWN:
         d->shutdown_requested = 1;
         return json_pack("{s:b}", "ok", 1);
-    case APTD_CMD_SET:
+    case APTD_CMD_SET: {
+        int k = live_find(rq->key);
+        char was[64] = "", now[64] = "";
+        if (k >= 0)
+            live_format(&d->s, (size_t)k, was, sizeof was);
         if (aptd_settings_set_live(&d->s, rq->key, rq->value, &why))
             return fail(why);
-        apt_info("control: %s set", rq->key);
+        live_format(&d->s, (size_t)k, now, sizeof now);
+        apt_info("control: set %s: %s -> %s", live[k].key, was, now);
         return json_pack("{s:b}", "ok", 1);
+    }
     case APTD_CMD_RESET:
         atomic_store(&d->angles_done, 0);
         atomic_store(&d->reset_requested, 1);

@@ -119,6 +119,8 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
     if (rc)
         apt_err_prefix(err, rc, "storage.dir: ");
     if (!rc)
+        rc = aptd_auth_start(d, err); /* the ZAP handler listens before a CURVE socket binds */
+    if (!rc)
         rc = aptd_publish_start(d, err);
     if (!rc)
         rc = aptd_refine_start(d, err);
@@ -134,7 +136,9 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
         int64_t maxmsg = APTD_CONTROL_MAX_BYTES; /* libzmq drops a longer request's peer before buffering it */
         zmq_setsockopt(d->rep, ZMQ_LINGER, &linger, sizeof linger);
         zmq_setsockopt(d->rep, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-        if (zmq_bind(d->rep, s->control_endpoint) != 0)
+        if ((rc = aptd_auth_server(d, d->rep, APTD_AUTH_CONTROL, err)))
+            ;
+        else if (zmq_bind(d->rep, s->control_endpoint) != 0)
             rc = apt_err(err, APT_EIO, "control.endpoint %s: bind: %s", s->control_endpoint, zmq_strerror(errno));
         else
             apt_info("control on %s (REP)", s->control_endpoint);
@@ -202,6 +206,7 @@ void aptd_stop(aptd **dp)
     }
     if (d->rep)
         zmq_close(d->rep);
+    aptd_auth_stop(d); /* after the sockets it serves */
     free_all(d);
     apt_info("stopped");
 }

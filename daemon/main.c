@@ -1,6 +1,9 @@
 /* main.c - aptomod: the live reconstruction daemon. Reads the YAML config (+ --set overrides), starts the core,
  * tells systemd it is ready (Type=notify) and pings the watchdog from the control loop, drains on SIGTERM/SIGINT
- * and exits 0. Exit 2 = bad configuration (message names file:line), 1 = runtime failure (e.g. a bind failed). */
+ * and exits 0. Exit 2 = bad configuration (message names file:line), 1 = runtime failure (e.g. a bind failed).
+ * SIGHUP re-reads the same file with the same overrides through the same checks; the signal handler only sets a
+ * flag, the reload itself runs on the control thread (the loop's tick callback), so no stage sees a half-applied
+ * change. A file that fails is logged and the daemon keeps its running settings. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include "aptomo/log.h"
 
 static volatile int stop_flag = 0;
+static volatile sig_atomic_t reload_flag = 0;
 
 static void on_signal(int sig)
 {
@@ -21,18 +25,75 @@ static void on_signal(int sig)
     stop_flag = 1;
 }
 
-typedef struct watchdog {
-    uint64_t usec;
-    double last;
-} watchdog;
-
-static void watchdog_ping(void *arg)
+static void on_hup(int sig)
 {
-    watchdog *w = arg;
+    (void)sig;
+    reload_flag = 1;
+}
+
+/* How the configuration was given: the same file, --set overrides and --log-level make every load. */
+typedef struct config_src {
+    const char *path, *level;
+    const char **sets;
+    int n_sets;
+} config_src;
+
+/* Load, override and check: 0 with *cfg and *s filled, or the code with err set (*cfg NULL, s freed). */
+static int config_read(const config_src *src, apt_config **cfg, aptd_settings *s, apt_error *err)
+{
+    *cfg = NULL;
+    memset(s, 0, sizeof *s);
+    int rc = apt_config_load(src->path, cfg, err);
+    for (int i = 0; !rc && i < src->n_sets; i++)
+        rc = apt_config_set(*cfg, src->sets[i], err);
+    if (!rc && src->level && (rc = apt_config_set_value(*cfg, "log.level", src->level, err)))
+        apt_err_prefix(err, rc, "--log-level: ");
+    /* the same checks for --check, --print-config, the start and a reload: what passes here starts */
+    if (!rc)
+        rc = aptd_settings_load(*cfg, s, err);
+    if (rc) {
+        aptd_settings_free(s);
+        apt_config_destroy(cfg);
+    }
+    return rc;
+}
+
+typedef struct tick_state {
+    uint64_t watchdog_usec;
+    double last_ping;
+    const config_src *src;
+    const apt_config *cfg0;           /* what the daemon started with */
+    aptd *d;
+} tick_state;
+
+static void reload(tick_state *t)
+{
+    apt_info("SIGHUP: re-reading %s", t->src->path);
+    sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+    apt_error err = {0};
+    apt_config *cfg1 = NULL;
+    aptd_settings ns;
+    if (config_read(t->src, &cfg1, &ns, &err) != APT_OK)
+        apt_error_log("reload refused, the running settings stay: %s", err.msg);
+    else if (aptd_reload(t->d, t->cfg0, cfg1, &ns, &err) != APT_OK)
+        apt_error_log("reload refused, the running settings stay: %s", err.msg);
+    aptd_settings_free(&ns);
+    apt_config_destroy(&cfg1);
+    sd_notify(0, "READY=1\nSTATUS=receiving");
+}
+
+/* Called about every 100 ms from the control loop: the systemd watchdog, and a pending SIGHUP. */
+static void tick(void *arg)
+{
+    tick_state *t = arg;
     double now = apt_now();
-    if (w->usec && now - w->last >= (double)w->usec / 2e6) {
+    if (t->watchdog_usec && now - t->last_ping >= (double)t->watchdog_usec / 2e6) {
         sd_notify(0, "WATCHDOG=1");
-        w->last = now;
+        t->last_ping = now;
+    }
+    if (reload_flag) {
+        reload_flag = 0;
+        reload(t);
     }
 }
 
@@ -48,7 +109,8 @@ static void usage(FILE *f)
                "      --print-config     check, then print the effective configuration (YAML) and exit\n"
                "      --version          print the version and exit\n"
                "Options take --opt VALUE or --opt=VALUE. Exit: 0 ok, 2 bad usage or configuration, 1 runtime\n"
-               "failure (e.g. a port in use).\n");
+               "failure (e.g. a port in use). Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads FILE (with\n"
+               "the same --set overrides) and applies the live-changeable keys and the CURVE client lists.\n");
 }
 
 static int bad_usage(const char *fmt, const char *arg)
@@ -111,27 +173,10 @@ int main(int argc, char **argv)
     }
     apt_error err = {0};
     apt_config *cfg = NULL;
-    if (apt_config_load(config, &cfg, &err) != APT_OK) {
-        fprintf(stderr, "aptomod: %s\n", err.msg);
-        return 2;
-    }
-    for (int i = 0; i < n_sets; i++)
-        if (apt_config_set(cfg, sets[i], &err) != APT_OK) {
-            fprintf(stderr, "aptomod: %s\n", err.msg);
-            apt_config_destroy(&cfg);
-            return 2;
-        }
-    if (level && apt_config_set_value(cfg, "log.level", level, &err) != APT_OK) {
-        fprintf(stderr, "aptomod: --log-level: %s\n", err.msg);
-        apt_config_destroy(&cfg);
-        return 2;
-    }
-    /* the same checks for --check, --print-config and the start: what passes here starts */
     aptd_settings s;
-    if (aptd_settings_load(cfg, &s, &err) != APT_OK) {
+    config_src src = {config, level, sets, n_sets};
+    if (config_read(&src, &cfg, &s, &err) != APT_OK) {
         fprintf(stderr, "aptomod: %s\n", err.msg);
-        aptd_settings_free(&s);
-        apt_config_destroy(&cfg);
         return 2;
     }
     if (print) {
@@ -139,11 +184,11 @@ int main(int argc, char **argv)
         fputs(yaml ? yaml : "", stdout);
         free(yaml);
     }
-    apt_config_destroy(&cfg);
     if (print || check) {
         if (check && !print)
             printf("%s: ok\n", config);
         aptd_settings_free(&s);
+        apt_config_destroy(&cfg);
         return 0;
     }
 
@@ -152,6 +197,8 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     apt_log_set_level(s.log_level);
@@ -161,17 +208,19 @@ int main(int argc, char **argv)
         apt_error_log("start failed: %s", err.msg);
         sd_notifyf(0, "STATUS=start failed: %s", err.msg);
         aptd_settings_free(&s);
+        apt_config_destroy(&cfg);
         return 1;
     }
-    watchdog w = {0, 0};
-    if (sd_watchdog_enabled(0, &w.usec) <= 0)
-        w.usec = 0;
+    tick_state t = {0, 0, &src, cfg, d};
+    if (sd_watchdog_enabled(0, &t.watchdog_usec) <= 0)
+        t.watchdog_usec = 0;
     sd_notify(0, "READY=1\nSTATUS=receiving");
     apt_info("ready");
-    aptd_run(d, &stop_flag, watchdog_ping, &w);
+    aptd_run(d, &stop_flag, tick, &t);
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
     apt_info("draining");
     aptd_stop(&d);
     aptd_settings_free(&s);
+    apt_config_destroy(&cfg);
     return 0;
 }

@@ -76,8 +76,10 @@ int aptd_publish_start(aptd *d, apt_error *err)
     int hwm = d->s.results_sndhwm, linger = 200;
     zmq_setsockopt(d->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(d->pub, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_bind(d->pub, d->s.results_endpoint) != 0) {
-        apt_err(err, APT_EIO, "results.endpoint %s: bind: %s", d->s.results_endpoint, zmq_strerror(errno));
+    int rc = aptd_auth_server(d, d->pub, APTD_AUTH_RESULTS, err);
+    if (rc || zmq_bind(d->pub, d->s.results_endpoint) != 0) {
+        if (!rc)
+            apt_err(err, APT_EIO, "results.endpoint %s: bind: %s", d->s.results_endpoint, zmq_strerror(errno));
         zmq_close(d->pub);
         d->pub = NULL;
         return APT_EIO;
@@ -134,6 +136,12 @@ json_t *aptd_status_json(aptd *d)
     json_object_set_new(h, "spool_errors", json_integer((json_int_t)st.spool_errors));
     json_object_set_new(h, "publish_dropped", json_integer((json_int_t)atomic_load(&d->pub_dropped)));
     aptd_state_status(d, h);
+    json_t *curve = json_array(); /* the sockets with CURVE on, and the handshakes they refused */
+    for (int w = 0; w < APTD_AUTH_SOCKETS; w++)
+        if (aptd_auth_on(&d->s, w))
+            json_array_append_new(curve, json_string(w == APTD_AUTH_CONTROL ? "control" : "results"));
+    json_object_set_new(h, "curve", curve);
+    json_object_set_new(h, "auth_refused", json_integer((json_int_t)atomic_load(&d->auth_refused)));
     return h;
 }
 

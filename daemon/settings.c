@@ -53,9 +53,13 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     COPY_STR(s->metadata_endpoint, "metadata.endpoint");
     s->metadata_bind = apt_config_bool(cfg, "metadata.bind", err);
     COPY_STR(s->results_endpoint, "results.endpoint");
+    COPY_STR(s->results_curve_secret, "results.curve_secret_key");
+    COPY_STR(s->results_curve_clients, "results.curve_clients");
     s->results_sndhwm = (int)apt_config_int(cfg, "results.sndhwm", err);
     s->status_period_s = apt_config_float(cfg, "results.status_period_s", err);
     COPY_STR(s->control_endpoint, "control.endpoint");
+    COPY_STR(s->control_curve_secret, "control.curve_secret_key");
+    COPY_STR(s->control_curve_clients, "control.curve_clients");
     s->n_star = (int)apt_config_int(cfg, "tomo.n_star", err);
     s->publish_every = (int)apt_config_int(cfg, "tomo.publish_every", err);
     COPY_STR(s->storage_dir, "storage.dir");

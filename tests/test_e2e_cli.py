@@ -27,7 +27,7 @@ COMMANDS = ["version", "replay", "stream", "stream dump", "stream sample", "synt
             "bench ptycho", "bench tomo", "bench nn", "bench train", "codec", "approximant", "preview", "kernel",
             "kernel ptycho-grad", "kernel nn-forward", "kernel nn-init", "kernel nn-step", "kernel nn-axial-grad",
             "simulate", "dataset", "metrics", "tomo",
-            "tomo fbp", "tomo sirt", "tomo sart", "tomo tv", "infer", "train", "watch"]
+            "tomo fbp", "tomo sirt", "tomo sart", "tomo tv", "infer", "train", "watch", "keygen"]
 HELP_ONLY = []
 PREFIX = {c: "tomo" for c in COMMANDS if c.startswith("tomo")}
 # an option that takes a value, per command that has one
@@ -105,6 +105,9 @@ def fault_checks(ck):
                    "--timeout: '-1' must be")
     one_line_fault(ck, "watch: port 99999", cli("watch", "tcp://127.0.0.1:99999"), "watch", "port 99999")
     one_line_fault(ck, "watch: no endpoint", cli("watch", "--json"), "watch", "missing tcp://HOST:PORT")
+    one_line_fault(ck, "keygen: no NAME", cli("keygen"), "keygen", "missing NAME")
+    one_line_fault(ck, "watch: --server-key alone", cli("watch", "tcp://127.0.0.1:1", "--server-key", "s.pub"),
+                   "watch", "--curve-key and --server-key go together")
     p = cli("watch", "--timeout=0.3", "tcp://127.0.0.1:1")
     ck.true(f"watch --timeout=S after the endpoint: exit 1 when nothing came ({p.stderr!r})",
             p.returncode == 1 and "aptomo watch: timeout" in p.stderr)

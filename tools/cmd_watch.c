@@ -2,7 +2,8 @@
  * one screen (state, angles N of N* with an ETA, the latest Approximant/baseline/volume/metrics/stop, the last
  * angles); piped, it prints one line per message so it can be logged or grepped. A dashboard started in the middle
  * of a scan asks the control socket for the latest state ({"cmd":"latest"}: PUB keeps nothing for late joiners),
- * from --control or the address the status message names. --until/--count make it usable in scripts. */
+ * from --control or the address the status message names. --until/--count make it usable in scripts. With
+ * --curve-key/--server-key both sockets speak CURVE (aptomod's curve_secret_key; OPERATIONS.md "Access"). */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "aptomo/curve.h"
 #include "aptomo/endpoint.h"
 #include "cli.h"
 
@@ -196,11 +198,22 @@ static int control_from_status(const char *ctl, const char *sub_ep, char *out, s
     return apt_endpoint_check(out, APT_EP_CONNECT, NULL) ? -1 : 0;
 }
 
+/* CURVE keys of a client socket (NULL key: plain TCP); the key files were read once at start. */
+typedef struct watch_curve {
+    const char *key, *server;
+} watch_curve;
+
 /* {"cmd":"latest"} on the control socket; NULL with a note when it does not answer. */
-static json_t *fetch_latest(void *ctx, const char *ctl, watch_view *v)
+static json_t *fetch_latest(void *ctx, const char *ctl, const watch_curve *curve, watch_view *v)
 {
     void *req = zmq_socket(ctx, ZMQ_REQ);
     int tmo = 3000, linger = 0;
+    apt_error e = {0};
+    if (curve->key && apt_curve_client(req, curve->key, curve->server, &e)) {
+        snprintf(v->note, sizeof v->note, "no latest state: %.200s", e.msg);
+        zmq_close(req);
+        return NULL;
+    }
     zmq_setsockopt(req, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
     zmq_setsockopt(req, ZMQ_SNDTIMEO, &tmo, sizeof tmo);
     zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
@@ -238,6 +251,7 @@ static void apply_latest(watch_view *v, json_t *r, double now)
 #define HELP                                                                                                        \
     "usage: aptomo watch tcp://HOST:PORT [--json] [--count N] [--until TOPIC [--until-count N]] [--timeout S]\n"  \
     "                    [--control tcp://HOST:PORT] [--latest]\n"                                               \
+    "                    [--curve-key CLIENT.key --server-key DAEMON.pub [--control-server-key DAEMON.pub]]\n"  \
     "Dashboard of aptomod's results stream: on a terminal one screen with the state, angles N of N* and the\n"   \
     "time to N*, the latest Approximant/baseline/volume/metrics/stop and the last angles. A dashboard that\n"   \
     "starts mid-scan shows the daemon's latest state at once: it asks the control socket (--control, else the\n" \
@@ -249,17 +263,23 @@ static void apply_latest(watch_view *v, json_t *r, double now)
     "  --timeout S         exit 1 if --until/--count is not met within S seconds (S > 0)\n"                     \
     "  --control EP        aptomod's control socket, for the latest state\n"                                     \
     "  --latest            piped: print the latest state first (a terminal dashboard always asks for it)\n"      \
-    "  --json              one line per message even on a terminal\n"
+    "  --json              one line per message even on a terminal\n"                                          \
+    "  --curve-key FILE    this client's CURVE key pair (aptomo keygen's NAME.key): CURVE on both sockets\n"      \
+    "  --server-key FILE   the daemon's public key (its NAME.pub), for the results and the control socket\n"      \
+    "  --control-server-key FILE  the control socket's public key when it differs from --server-key\n"
 
-enum { O_JSON = 256, O_COUNT, O_UNTIL, O_UNTIL_N, O_TIMEOUT, O_CONTROL, O_LATEST };
+enum { O_JSON = 256, O_COUNT, O_UNTIL, O_UNTIL_N, O_TIMEOUT, O_CONTROL, O_LATEST, O_CKEY, O_SKEY, O_CSKEY };
 static const struct option LONGOPTS[] = {
     {"json", no_argument, NULL, O_JSON},           {"count", required_argument, NULL, O_COUNT},
     {"until", required_argument, NULL, O_UNTIL},   {"until-count", required_argument, NULL, O_UNTIL_N},
     {"timeout", required_argument, NULL, O_TIMEOUT}, {"control", required_argument, NULL, O_CONTROL},
-    {"latest", no_argument, NULL, O_LATEST},       {0}};
+    {"latest", no_argument, NULL, O_LATEST},       {"curve-key", required_argument, NULL, O_CKEY},
+    {"server-key", required_argument, NULL, O_SKEY}, {"control-server-key", required_argument, NULL, O_CSKEY},
+    {0}};
 
 typedef struct watch_opts {
     const char *ep, *until, *control;
+    const char *curve_key, *server_key, *control_server_key;
     uint64_t count, until_n;
     double timeout;
     int raw, latest;
@@ -281,12 +301,19 @@ static int parse(int argc, char **argv, watch_opts *o)
         case O_UNTIL_N: cli_uint(&p, 1, UINT64_MAX, &o->until_n); break;
         case O_TIMEOUT: cli_real(&p, 0, 1e9, CLI_OPEN_LO, &o->timeout); break;
         case O_CONTROL: o->control = p.arg; cli_endpoint(&p, APT_EP_CONNECT); break;
+        case O_CKEY: o->curve_key = p.arg; break;
+        case O_SKEY: o->server_key = p.arg; break;
+        case O_CSKEY: o->control_server_key = p.arg; break;
         }
     }
     int cli_rc = cli_done(&p, c, 1, 1, "tcp://HOST:PORT");
     if (cli_rc != CLI_GO)
         return cli_rc == CLI_OK ? -1 : cli_rc;
     o->ep = p.args[0];
+    if (!o->curve_key != !o->server_key)
+        return cli_fail(&p, "--curve-key and --server-key go together (CURVE needs both)");
+    if (o->control_server_key && !o->curve_key)
+        return cli_fail(&p, "--control-server-key needs --curve-key and --server-key");
     apt_error e = {0};
     if (apt_endpoint_check(o->ep, APT_EP_CONNECT, &e))
         return cli_fail(&p, "%s", e.msg);
@@ -354,6 +381,15 @@ int cmd_watch(int argc, char **argv)
     int tmo = 200;
     zmq_setsockopt(sub, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    watch_curve ctl_curve = {o.curve_key, o.control_server_key ? o.control_server_key : o.server_key};
+    apt_error ce = {0};
+    if (o.curve_key && (apt_curve_client(sub, o.curve_key, o.server_key, &ce) ||
+                        (o.control_server_key && apt_curve_read_public(o.control_server_key, (char[41]){0}, &ce)))) {
+        cli_error("%s", ce.msg);
+        zmq_close(sub);
+        zmq_ctx_term(ctx);
+        return ce.code == APT_ENOTSUP ? CLI_FAIL : CLI_USAGE; /* a key file given is input */
+    }
     if (zmq_connect(sub, o.ep) != 0) {
         cli_error("connect %s: %s", o.ep, zmq_strerror(errno));
         zmq_close(sub);
@@ -379,7 +415,7 @@ int cmd_watch(int argc, char **argv)
         }
         if (want_latest && ctl[0]) { /* once, as soon as the control address is known */
             want_latest = 0;
-            json_t *r = fetch_latest(ctx, ctl, &v);
+            json_t *r = fetch_latest(ctx, ctl, &ctl_curve, &v);
             if (r && !tty) {
                 char *text = json_dumps(r, JSON_COMPACT);
                 printf("latest %s\n", text ? text : "{}");

@@ -39,8 +39,16 @@ static const apt_config_key keys[] = {
     S("results.endpoint", "\"tcp://*:9998\"", APT_CFG_NONEMPTY, "results PUB socket, bound"),
     I("results.sndhwm", "1000", 1, 10000000, "PUB send high-water mark; slow subscribers lose messages beyond it"),
     F("results.status_period_s", "1.0", 0.01, 3600, 0, "period of the status message (s)"),
+    S("results.curve_secret_key", "\"\"", 0,
+      "CURVE for the results socket: the server's key pair file (aptomo keygen, mode 0600); \"\" = off"),
+    S("results.curve_clients", "\"\"", 0,
+      "with CURVE: authorised subscribers' public keys (file, or directory of *.pub); re-read on SIGHUP"),
 
     S("control.endpoint", "\"tcp://127.0.0.1:9997\"", APT_CFG_NONEMPTY, "control REP socket, bound"),
+    S("control.curve_secret_key", "\"\"", 0,
+      "CURVE for the control socket: the server's key pair file (aptomo keygen, mode 0600); \"\" = off"),
+    S("control.curve_clients", "\"\"", 0,
+      "with CURVE: authorised control clients' public keys (file, or directory of *.pub); re-read on SIGHUP"),
 
     F("physics.energy_keV", "8.8", 0.1, 1000, 0, "photon energy (keV)"),
     F("physics.detector_distance_m", "1.92", 0.001, 100, 0, "sample to detector distance (m)"),
