@@ -238,6 +238,9 @@ static void chunk_dims(int rank, const hsize_t *dims, uint8_t b, hsize_t *ch)
 
 static void raw_chunks(hid_t ds, int rank, const hsize_t *dims, const hsize_t *ch, uint8_t mask, fz_in *val)
 {
+    for (int i = 0; i < rank; i++)
+        if (!dims[i])
+            return;
     hsize_t off[4] = {0, 0, 0, 0};
     uint8_t *buf = malloc(2048);
     for (int k = 0; buf && k < 16; k++) {
@@ -291,8 +294,10 @@ void fz_dataset(hid_t file, const char *path, const fz_canon *canon, fz_in *st, 
     int chunked = layout != FZ_CONTIGUOUS && layout != FZ_COMPACT;
     if (chunked && rank == 0)
         layout = FZ_CONTIGUOUS, chunked = 0, unwritten = 0;
+    /* no extendable dataset for raw chunks: libhdf5 1.10's H5Dwrite_chunk crashes on some (in its chunk B-tree) */
+    int raw = layout == FZ_RAW_CHUNKS;
     for (int i = 0; i < rank; i++)
-        maxd[i] = chunked && (dims[i] == 0 || (cb & 0x80)) ? H5S_UNLIMITED : dims[i];
+        maxd[i] = chunked && !raw && (dims[i] == 0 || (cb & 0x80)) ? H5S_UNLIMITED : dims[i];
     hid_t sp = rank ? H5Screate_simple(rank, dims, maxd) : H5Screate(H5S_SCALAR);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (layout == FZ_COMPACT)
@@ -306,7 +311,7 @@ void fz_dataset(hid_t file, const char *path, const fz_canon *canon, fz_in *st, 
     if (layout == FZ_DEFLATE)
         H5Pset_deflate(dcpl, 1);
     hid_t ds = H5Dcreate2(file, path, ft, sp, l, dcpl, H5P_DEFAULT);
-    if (ds >= 0 && layout == FZ_RAW_CHUNKS) {
+    if (ds >= 0 && raw) {
         raw_chunks(ds, rank, dims, ch, cb, val);
     } else if (ds >= 0 && !unwritten) {
         fz_mem m;
