@@ -9,14 +9,15 @@ PREFIX  ?=
 
 FUZZ   ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 15
 
 # Warnings are errors (APTOMO_WERROR) in development and CI only: make test, test-fast, asan, release, check-deps
 # and fuzz turn them on; make build, demo, bench and install (users, packagers) only warn. Going from one kind to
 # the other reconfigures $(BUILD), which recompiles it.
 WERROR ?= OFF
-test test-fast asan release check-deps fuzz: WERROR = ON
+test test-fast asan release check-deps fuzz fuzz-build fuzz-ci: WERROR = ON
 
-.PHONY: all deps build asan release check-deps test test-fast test-asan demo bench fuzz install clean
+.PHONY: all deps build asan release check-deps test test-fast test-asan demo bench fuzz fuzz-build fuzz-ci install clean
 
 all: build
 
@@ -51,17 +52,18 @@ release: deps
 # Every package the configure + build steps used must be installed by scripts/deps.sh (its list, closed over
 # Depends/Pre-Depends: deps.sh installs without Recommends). Then the check must be able to fail: without
 # ocl-icd-opencl-dev (Debian's dnnl-config.cmake needs OpenCL; libdnnl-dev only Recommends it) it must name it.
-check-deps: build asan release
-	bash scripts/check-deps.sh $(BUILD) $(ASAN) $(RELEASE) $(RELEASE)-clang
+check-deps: build asan release fuzz-build
+	bash scripts/check-deps.sh $(BUILD) $(ASAN) $(RELEASE) $(RELEASE)-clang $(FUZZ)
 	@bash scripts/check-deps.sh --without ocl-icd-opencl-dev $(BUILD) >$(BUILD)/check-deps-selftest.log 2>&1; \
 	rc=$$?; if [ $$rc -ne 1 ] || ! grep -q '^check-deps: MISSING ocl-icd-opencl-dev:' $(BUILD)/check-deps-selftest.log; \
 	then cat $(BUILD)/check-deps-selftest.log; \
 	  echo "check-deps self-test: expected exit 1 naming ocl-icd-opencl-dev without it, got exit $$rc"; exit 1; \
 	else echo "check-deps self-test: ok (without ocl-icd-opencl-dev the check fails and names it)"; fi
 
-# The README's test command, and CI's (.ci/run): -Werror builds, the dependency check, then the whole suite twice:
-# optimised build, then ASan+UBSan build. tests/test_install.sh installs $(BUILD) to a temporary prefix.
-test: build asan release check-deps
+# The README's test command, and CI's (.ci/run): -Werror builds, the dependency check, every libFuzzer target for
+# FUZZ_CI_SECONDS, then the whole suite twice: optimised build, then ASan+UBSan build. tests/test_install.sh
+# installs $(BUILD) to a temporary prefix.
+test: build asan release check-deps fuzz-ci
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS) -LE nosan
 
@@ -74,15 +76,20 @@ demo: build
 bench: build
 	$(BUILD)/tools/aptomo bench ingest
 
-# libFuzzer (clang): each decoder target for FUZZ_SECONDS, corpus under $(FUZZ)/corpus.
-fuzz: deps
+# libFuzzer (clang, ASan+UBSan): the targets of tests/fuzz only (library and daemon objects they link, no CLI).
+fuzz-build: deps
 	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DAPTOMO_FUZZ=ON -DAPTOMO_TESTS=OFF -DAPTOMO_CUDA=OFF \
 	  -DAPTOMO_WERROR=$(WERROR) >/dev/null
-	cmake --build $(FUZZ) -j $(JOBS)
-	for t in fuzz_v1 fuzz_v2 fuzz_codec fuzz_scanmeta fuzz_config; do \
-	  mkdir -p $(FUZZ)/corpus/$$t; \
-	  $(FUZZ)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ)/corpus/$$t tests/data || exit 1; \
-	done
+	cmake --build $(FUZZ) -j $(JOBS) --target fuzz_all
+
+# Every target for FUZZ_CI_SECONDS (make test) or FUZZ_SECONDS (make fuzz) on its committed seeds
+# (tests/fuzz/corpus/<target>, read-only; new units go to $(FUZZ)/fuzz-ci/<target>/corpus); any crash, leak or
+# timeout fails and names the input. Executions per target: $(FUZZ)/fuzz-stats.jsonl (docs/TESTING.md).
+fuzz-ci: fuzz-build
+	bash scripts/fuzz-ci.sh $(FUZZ) $(FUZZ_CI_SECONDS)
+
+fuzz: fuzz-build
+	bash scripts/fuzz-ci.sh $(FUZZ) $(FUZZ_SECONDS)
 
 # Installs to the configure-time prefix (/usr/local), or to PREFIX (make install PREFIX=/opt/aptomo); DESTDIR
 # stages it. Paths in the installed aptomo.pc and systemd unit are those of the prefix installed to.

@@ -12,7 +12,8 @@
 #     find_package, modules); a tree without it (another generator) is reconfigured with --trace-format=json-v1;
 #   - the .pc files pkg-config read for the cached pkg_check_modules calls (with all their Requires, private too);
 #   - the compiler's depfiles (*.d): every header the build included;
-#   - the link lines (link.txt): every library given by path or -l;
+#   - the link lines (link.txt): every library given by path or -l, and clang's sanitizer/libFuzzer runtime
+#     archives for -fsanitize= (static, so neither a path on the line nor ldd shows them);
 #   - ldd of every ELF file the build made: every shared library they load.
 # Each file (and each symlink on its way, e.g. libOpenCL.so -> libOpenCL.so.1) is mapped to its package with
 # dpkg -S; files no package owns (e.g. /usr/local/cuda) are skipped and listed. Exit 0 when every owned file's
@@ -120,6 +121,20 @@ def cache_entries(cache):
                 ent[m.group(1)] = (m.group(2), m.group(3))
     return ent
 
+RT_NAMES = {"fuzzer": "fuzzer", "address": "asan", "undefined": "ubsan_standalone"}
+def sanitizer_runtimes(cc, names):
+    """clang's static runtime archives a -fsanitize= link pulls in (libclang-rt-N-dev); gcc's are shared (ldd)."""
+    r = run([cc, "-print-runtime-dir"])
+    rt = r.stdout.strip()
+    if r.returncode or not os.path.isdir(rt):
+        return []
+    out = []
+    for n in names.split(","):
+        f = os.path.join(rt, f"libclang_rt.{RT_NAMES.get(n, n)}-x86_64.a")
+        if os.path.isfile(f):
+            out.append(f)
+    return out
+
 for d in dirs:
     d = os.path.realpath(d)
     cache = os.path.join(d, "CMakeCache.txt")
@@ -196,6 +211,10 @@ for d in dirs:
             elif fn == "link.txt":
                 for tok in open(p, errors="replace").read().split():
                     if tok in probes:
+                        continue
+                    if tok.startswith("-fsanitize="):  # clang links its static runtimes: no path, no ldd trace
+                        for f in sanitizer_runtimes(cc, tok[len("-fsanitize="):]):
+                            use(f, f"sanitizer runtime ({tok}) of {os.path.relpath(p, d)}")
                         continue
                     if tok.startswith("/") and os.path.isfile(tok) and not ours(tok):
                         use(tok, f"linked by {os.path.relpath(p, d)}")

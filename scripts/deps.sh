@@ -6,8 +6,8 @@
 #   scripts/deps.sh --list   print the package list, one per line (what check-deps.sh reads), install nothing
 set -euo pipefail
 pkgs=(
-  # toolchain
-  cmake make gcc g++ clang pkg-config git
+  # toolchain; clang's sanitizer and libFuzzer runtimes (the fuzz build) are only a Recommends of clang
+  cmake make gcc g++ clang libclang-rt-dev pkg-config git
   # libraries (configure + build)
   libzmq3-dev libhdf5-dev libyaml-dev libfftw3-dev liblz4-dev zlib1g-dev libcbor-dev libjansson-dev libsystemd-dev
   libpng-dev libcairo2-dev libopenblas-dev

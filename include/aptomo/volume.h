@@ -17,7 +17,8 @@ typedef struct apt_volume {
 } apt_volume;
 
 /* Read `dataset` (e.g. "/exchange/data") as float32 [Z,Y,X]; voxel size from a voxel_size_m beside the dataset
-   (e.g. /entry/sample/voxel_size_m for a scan file's ground truth), else /exchange/voxel_size_m, else NaN. */
+   (e.g. /entry/sample/voxel_size_m for a scan file's ground truth), else /exchange/voxel_size_m, else NaN; each
+   component must be finite and > 0, or NaN (unknown). */
 int apt_volume_read(const char *path, const char *dataset, apt_volume *v, apt_error *err);
 void apt_volume_free(apt_volume *v);
 

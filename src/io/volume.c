@@ -56,6 +56,13 @@ int apt_volume_read(const char *path, const char *dataset, apt_volume *v, apt_er
         double vs[3];
         if ((rc = apt_h5io_read_f64(f, path, vs_path, 1, want, vs, 3, NULL, err)))
             goto close_d;
+        /* NaN = unknown (what a result of a volume without voxel size stores); else a length */
+        for (int i = 0; i < 3; i++)
+            if (!isnan(vs[i]) && !(isfinite(vs[i]) && vs[i] > 0)) {
+                rc = apt_err(err, APT_EINVAL, "%s: %s[%d] = %g: must be finite and > 0 (or NaN: unknown)", path,
+                             vs_path, i, vs[i]);
+                goto close_d;
+            }
         memcpy(v->voxel_m, vs, sizeof vs);
     }
 close_d:
