@@ -32,7 +32,7 @@ static json_t *header_of(const aptd_angle *a)
 }
 
 /* Header -> the angle's fields (frames not loaded). */
-static int header_parse(const char *text, aptd_angle *a, uint64_t payload, apt_error *err, const char *path)
+int aptd_angleq_parse(const char *text, aptd_angle *a, uint64_t payload, apt_error *err, const char *path)
 {
     json_error_t je;
     json_t *h = json_loads(text, 0, &je);
@@ -158,7 +158,7 @@ int aptd_angleq_load(aptd *d, aptd_angle *a, apt_error *err)
     int rc = apt_sealed_open(a->spill_path, &s, &text, &pl, err);
     aptd_angle h = {0};
     if (!rc)
-        rc = header_parse(text, &h, pl, err, a->spill_path);
+        rc = aptd_angleq_parse(text, &h, pl, err, a->spill_path);
     if (!rc && (h.n != a->n || h.n_frames != a->n_frames || h.series_id != a->series_id))
         rc = apt_err(err, APT_ECORRUPT, "%s: not the angle that was queued", a->spill_path);
     if (!rc && (!(a->frames = calloc(a->n_frames, sizeof *a->frames)) ||
@@ -219,7 +219,7 @@ int aptd_angleq_resume(aptd *d, apt_error *err)
         aptd_angle *a = calloc(1, sizeof *a);
         int lrc = !a ? apt_err(&e, APT_ENOMEM, "out of memory") : apt_sealed_open(path, &s, &text, &pl, &e);
         if (!lrc)
-            lrc = header_parse(text, a, pl, &e, path);
+            lrc = aptd_angleq_parse(text, a, pl, &e, path);
         apt_sealed_close(&s);
         if (!lrc && !(a->spill_path = strdup(path)))
             lrc = apt_err(&e, APT_ENOMEM, "out of memory");

@@ -244,6 +244,8 @@ int aptd_angleq_push(aptd *d, aptd_angle *a);
 int aptd_angleq_load(aptd *d, aptd_angle *a, apt_error *err); /* frames of an angle queued on disk */
 void aptd_angleq_done(aptd *d, aptd_angle *a);                 /* reconstructed: forget its memory / file */
 int aptd_angleq_resume(aptd *d, apt_error *err);              /* queue the angles a previous run left on disk */
+/* A queued angle's file header (JSON) -> its fields; the payload must be its frames' size. Fuzzed (fuzz_sealed). */
+int aptd_angleq_parse(const char *text, aptd_angle *a, uint64_t payload, apt_error *err, const char *path);
 /* refine.c */
 int aptd_refine_start(aptd *d, apt_error *err);
 void aptd_refine_stop(aptd *d);

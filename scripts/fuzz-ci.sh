@@ -16,10 +16,11 @@ dir=$1 secs=$2
 shift 2
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_v1 fuzz_v2 fuzz_codec fuzz_scanmeta fuzz_config fuzz_safetensors fuzz_h5scan
-                                    fuzz_h5volume fuzz_control)
+                                    fuzz_h5volume fuzz_control fuzz_sealed)
 # -max_len per target: the largest meaningful input (stream messages carry frames; HDF5 descriptions are small)
 declare -A maxlen=([fuzz_v1]=65536 [fuzz_v2]=65536 [fuzz_codec]=65536 [fuzz_scanmeta]=16384 [fuzz_config]=16384
-                   [fuzz_safetensors]=16384 [fuzz_h5scan]=8192 [fuzz_h5volume]=4096 [fuzz_control]=4096)
+                   [fuzz_safetensors]=16384 [fuzz_h5scan]=8192 [fuzz_h5volume]=4096 [fuzz_control]=4096
+                   [fuzz_sealed]=16384)
 stats=$dir/fuzz-stats.jsonl
 fail=0
 rows=()

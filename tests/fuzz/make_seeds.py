@@ -148,3 +148,18 @@ put("fuzz_h5volume", "volume_shape", vol(values=b"\0" * (24 + 3 + 24 + 3 + 3) + 
 put("fuzz_h5volume", "voxel_1nm", vol(values=b"\0" * 24 + (b"\xff" + struct.pack("<d", 1e-9)) * 3))
 put("fuzz_h5volume", "chunked_deflate", vol(over={"data": ds(7, 0, 0, (0, 0, 0, 0), 4, 3)},
                                             values=bytes(range(16, 200))))
+
+
+def sealed(header, payload):
+    """A state file (docs/FILES.md "State files"); the last byte's low bit asks the target to fix the CRC."""
+    import zlib
+    h = json.dumps(header, separators=(",", ":")).encode()
+    body = b"APTSEAL1" + struct.pack("<I", len(h)) + h + struct.pack("<Q", len(payload)) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+q = {"kind": "queued_angle", "series": 3, "unique_id": "u", "index": 2, "has_angle": True, "angle_deg": 4.5,
+     "crop": 8, "frames": 1, "received": 1, "dropped": 0, "dup": 0, "undecodable": 0, "nopos": 0, "overflow": 0,
+     "reason": "end", "seconds_acquire": 0.5}
+put("fuzz_sealed", "queued_angle", sealed(q, b"\0" * (8 * 8 * 4 + 16)))
+put("fuzz_sealed", "empty_payload", sealed({"kind": "approximant"}, b""))
