@@ -444,25 +444,28 @@ static aptd_series *held_take(aptd *d, const aptd_series *s)
  * metadata.grace_s, while the next series is received, instead of losing its frames as no_position. */
 static void series_finish(aptd *d, aptd_series *s)
 {
-    pthread_mutex_lock(&s->mu);
-    int hold = d->s.metadata_endpoint[0] && d->s.metadata_grace_s > 0 && atomic_load(&d->running) &&
-               s->received > 0 && series_lacks_meta(s);
-    pthread_mutex_unlock(&s->mu);
+    int hold = 0;
+    aptd_series *evict = NULL;
+    if (d->s.metadata_endpoint[0] && d->s.metadata_grace_s > 0 && atomic_load(&d->running)) {
+        /* decided and listed under d->mu, which aptd_on_meta holds too: no metadata slips in between */
+        pthread_mutex_lock(&d->mu);
+        pthread_mutex_lock(&s->mu);
+        hold = s->received > 0 && series_lacks_meta(s);
+        s->held = hold;
+        pthread_mutex_unlock(&s->mu);
+        if (hold) {
+            if (d->n_held == APTD_MAX_HELD) /* bounded: the oldest goes on without its metadata */
+                evict = held_take(d, d->held[0]);
+            atomic_fetch_add(&s->refs, 1);
+            d->held_since[d->n_held] = apt_now();
+            d->held[d->n_held++] = s;
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
     if (!hold) {
         series_release(d, s);
         return;
     }
-    aptd_series *evict = NULL;
-    pthread_mutex_lock(&d->mu);
-    if (d->n_held == APTD_MAX_HELD) /* bounded: the oldest goes on without its metadata */
-        evict = held_take(d, d->held[0]);
-    pthread_mutex_lock(&s->mu);
-    s->held = 1;
-    pthread_mutex_unlock(&s->mu);
-    atomic_fetch_add(&s->refs, 1);
-    d->held_since[d->n_held] = apt_now();
-    d->held[d->n_held++] = s;
-    pthread_mutex_unlock(&d->mu);
     apt_info("series %llu: waiting up to %.1f s for its scan metadata", (unsigned long long)s->id,
              d->s.metadata_grace_s);
     if (evict) {

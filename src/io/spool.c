@@ -20,7 +20,7 @@
 
 #define IDS_BATCH 1024
 /* Room kept under a file size limit for what closing writes (image ids, positions, attributes, chunk index):
-   HDF5 1.10 cannot close a file whose metadata no longer fits, and it crashes at exit on a file it failed to close. */
+   HDF5 1.10 cannot close a file whose metadata no longer fits, and crashes at exit on a file it failed to close. */
 #define CLOSE_RESERVE_BYTES(frames) (65536 + 64 * (uint64_t)(frames))
 #define P_GROUP "/entry/data"
 #define P_DATA "/entry/data/data"
