@@ -32,6 +32,7 @@ typedef struct aptd_settings {
     int queue_frames;
     char metadata_endpoint[256];
     int metadata_bind;
+    double metadata_grace_s;    /* how long a finished series waits for late scan metadata; 0 = off */
     char results_endpoint[256];
     int results_sndhwm;
     double status_period_s;
@@ -49,6 +50,7 @@ typedef struct aptd_settings {
     int converge_updates;
     int baseline;                     /* tomo.baseline: 0 none, 1 fbp, 2 sart */
     int spool_frames;
+    uint64_t spool_min_free_mb; /* spool off below this much free space on storage.dir; 0 = no check */
     int log_level;              /* APT_LOG_* */
     /* physics: probe NULL = reconstruction off (angles are only reported) */
     apt_angle_cfg angle;

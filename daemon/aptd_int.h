@@ -43,7 +43,8 @@ typedef struct aptd_series {
     uint64_t received, accepted, decoded, dup, undecodable, overflow, nopos;
     int inflight;                     /* accepted frames not yet decoded */
     int ended;                        /* end message (or timeout/supersede) seen */
-    int finished;                     /* handed to reconstruction */
+    int finished;                     /* handed to reconstruction (or held for late metadata) */
+    int held;                         /* finished, waiting in aptd.held for late scan metadata */
     char reason[16];
     double t_start, t_last;
 } aptd_series;
@@ -101,6 +102,7 @@ typedef struct aptd_pending_meta {
 } aptd_pending_meta;
 
 #define APTD_MAX_PENDING_META 64
+#define APTD_MAX_HELD 8               /* finished series waiting for late metadata (each holds its patterns) */
 #define APTD_MAX_ANGLES 100000
 
 typedef struct aptd_refine_req aptd_refine_req;
@@ -174,6 +176,15 @@ struct aptd {
     uint64_t series_count;
     aptd_pending_meta pending[APTD_MAX_PENDING_META];
     int n_pending;
+    aptd_series *held[APTD_MAX_HELD]; /* referenced, oldest first; under mu */
+    double held_since[APTD_MAX_HELD];
+    int n_held;
+    atomic_uint_fast64_t meta_late_applied, meta_late_expired, meta_ignored;
+    /* spool health (spoolq.c): off after a full disk, quota or size limit; error text under mu */
+    atomic_int spool_off;
+    atomic_uint_fast64_t spool_skipped, spool_disabled;
+    char spool_error[512];
+    double spool_free_mb;             /* at the last check, under mu; -1 = not checked */
     /* statistics (atomics: updated from many threads) */
     atomic_uint_fast64_t messages, malformed, frames_received, frames_accepted, frames_decoded, dropped_stale,
         dropped_duplicate, dropped_undecodable, dropped_nopos, dropped_overflow, series_started, series_completed,
@@ -198,6 +209,8 @@ int aptd_on_image(aptd *d, const apt_stream_msg *m, zmq_msg_t *msg, const uint8_
 void aptd_on_end(aptd *d, const apt_stream_msg *m);
 void aptd_on_meta(aptd *d, apt_scanmeta *meta);
 void aptd_check_timeouts(aptd *d, double now);
+/* Hand every series held for late metadata to reconstruction now (shutdown, after the decoders drained). */
+void aptd_series_release_held(aptd *d);
 /* Marks a series ended (reason) and finishes it when nothing is in flight. Caller holds no locks. */
 void aptd_series_end(aptd *d, aptd_series *s, const char *reason);
 /* Called by a decoder when a frame of s is done (ok or not). */

@@ -30,6 +30,8 @@ void aptd_settings_default(aptd_settings *s)
     s->max_frame_pixels = 16777216;
     s->max_message_bytes = 67108864;
     s->queue_frames = 65536;
+    s->metadata_grace_s = 5;
+    s->spool_min_free_mb = 512;
     snprintf(s->results_endpoint, sizeof s->results_endpoint, "tcp://*:9998");
     s->results_sndhwm = 1000;
     s->status_period_s = 1.0;
@@ -194,6 +196,7 @@ void aptd_stop(aptd **dp)
     }
     if (d->n_decoders)
         aptd_decode_stop(d);
+    aptd_series_release_held(d);
     if (d->spool_running)
         aptd_spool_stop(d);
     if (d->recon_running)

@@ -142,6 +142,28 @@ json_t *aptd_status_json(aptd *d)
             json_array_append_new(curve, json_string(w == APTD_AUTH_CONTROL ? "control" : "results"));
     json_object_set_new(h, "curve", curve);
     json_object_set_new(h, "auth_refused", json_integer((json_int_t)atomic_load(&d->auth_refused)));
+    /* spool health: off after a full disk / quota / size limit or below storage.spool_min_free_mb */
+    json_t *sp = json_object();
+    pthread_mutex_lock(&d->mu);
+    json_object_set_new(sp, "enabled", json_boolean(d->have_spool && !atomic_load(&d->spool_off)));
+    json_object_set_new(sp, "error", d->spool_error[0] ? json_string(d->spool_error) : json_null());
+    json_object_set_new(sp, "free_mb", d->have_spool && d->spool_free_mb >= 0 ? json_real(d->spool_free_mb)
+                                                                               : json_null());
+    pthread_mutex_unlock(&d->mu);
+    json_object_set_new(sp, "min_free_mb", json_integer((json_int_t)d->s.spool_min_free_mb));
+    json_object_set_new(sp, "frames_skipped", json_integer((json_int_t)atomic_load(&d->spool_skipped)));
+    json_object_set_new(sp, "disabled", json_integer((json_int_t)atomic_load(&d->spool_disabled)));
+    json_object_set_new(h, "spool", sp);
+    /* late scan metadata: series waiting now, messages applied to a held series, series handed on without it */
+    json_t *md = json_object();
+    pthread_mutex_lock(&d->mu);
+    json_object_set_new(md, "held", json_integer(d->n_held));
+    pthread_mutex_unlock(&d->mu);
+    json_object_set_new(md, "grace_s", json_real(d->s.metadata_grace_s));
+    json_object_set_new(md, "late_applied", json_integer((json_int_t)atomic_load(&d->meta_late_applied)));
+    json_object_set_new(md, "expired", json_integer((json_int_t)atomic_load(&d->meta_late_expired)));
+    json_object_set_new(md, "ignored", json_integer((json_int_t)atomic_load(&d->meta_ignored)));
+    json_object_set_new(h, "metadata", md);
     return h;
 }
 

@@ -1,7 +1,9 @@
 /* series.c - frames -> series. Decides, under the assembler lock, which series a message belongs to: frames of a
  * series that is not current (stale), repeated image ids, frames beyond the bounds are counted and dropped here,
  * before any decoding. A series finishes when it has ended (end message, timeout, superseded, shutdown) and no
- * frame of it is still being decoded; then its patterns with positions go to reconstruction as one angle. */
+ * frame of it is still being decoded; then its patterns with positions go to reconstruction as one angle. A series
+ * that finishes without its angle or positions while the metadata channel is on waits aside (bounded count, for
+ * metadata.grace_s at most) for late scan metadata; ingest goes on meanwhile. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,7 +335,7 @@ void aptd_on_end(aptd *d, const apt_stream_msg *m)
 }
 
 /* Hand the finished series to reconstruction: decoded frames with a position, in image order. */
-static void series_finish(aptd *d, aptd_series *s)
+static void series_release(aptd *d, aptd_series *s)
 {
     if (d->have_spool)
         aptd_spool_series_done(d, s);
@@ -409,6 +411,87 @@ static void series_finish(aptd *d, aptd_series *s)
         aptd_angle_free(d, &a);
 }
 
+/* Still missing scan metadata: no angle, or a decoded frame without a position. Caller holds s->mu. */
+static int series_lacks_meta(const aptd_series *s)
+{
+    if (!s->has_angle)
+        return 1;
+    for (size_t i = 0; i < s->cap; i++)
+        if ((s->flags[i] & (SF_DECODED | SF_HAS_POS)) == SF_DECODED)
+            return 1;
+    return 0;
+}
+
+/* Take s out of the held list (caller holds d->mu); returns the list's reference, or NULL if s is not held. */
+static aptd_series *held_take(aptd *d, const aptd_series *s)
+{
+    for (int i = 0; i < d->n_held; i++) {
+        if (d->held[i] != s)
+            continue;
+        aptd_series *t = d->held[i];
+        pthread_mutex_lock(&t->mu);
+        t->held = 0;
+        pthread_mutex_unlock(&t->mu);
+        memmove(&d->held[i], &d->held[i + 1], (size_t)(d->n_held - i - 1) * sizeof d->held[0]);
+        memmove(&d->held_since[i], &d->held_since[i + 1], (size_t)(d->n_held - i - 1) * sizeof d->held_since[0]);
+        d->n_held--;
+        return t;
+    }
+    return NULL;
+}
+
+/* A series whose frames are all decoded. Metadata may lag the detector (another process, another network path):
+ * when the metadata channel is on and the series still lacks its angle or positions, it waits aside for up to
+ * metadata.grace_s, while the next series is received, instead of losing its frames as no_position. */
+static void series_finish(aptd *d, aptd_series *s)
+{
+    int hold = 0;
+    aptd_series *evict = NULL;
+    if (d->s.metadata_endpoint[0] && d->s.metadata_grace_s > 0 && atomic_load(&d->running)) {
+        /* decided and listed under d->mu, which aptd_on_meta holds too: no metadata slips in between */
+        pthread_mutex_lock(&d->mu);
+        pthread_mutex_lock(&s->mu);
+        hold = s->received > 0 && series_lacks_meta(s);
+        s->held = hold;
+        pthread_mutex_unlock(&s->mu);
+        if (hold) {
+            if (d->n_held == APTD_MAX_HELD) /* bounded: the oldest goes on without its metadata */
+                evict = held_take(d, d->held[0]);
+            atomic_fetch_add(&s->refs, 1);
+            d->held_since[d->n_held] = apt_now();
+            d->held[d->n_held++] = s;
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
+    if (!hold) {
+        series_release(d, s);
+        return;
+    }
+    apt_info("series %llu: waiting up to %.1f s for its scan metadata", (unsigned long long)s->id,
+             d->s.metadata_grace_s);
+    if (evict) {
+        apt_warn("series %llu: more than %d series wait for metadata; handed on without it",
+                 (unsigned long long)evict->id, APTD_MAX_HELD);
+        atomic_fetch_add(&d->meta_late_expired, 1);
+        series_release(d, evict);
+        aptd_series_unref(&evict);
+    }
+}
+
+void aptd_series_release_held(aptd *d)
+{
+    for (;;) {
+        pthread_mutex_lock(&d->mu);
+        aptd_series *s = d->n_held ? held_take(d, d->held[0]) : NULL;
+        pthread_mutex_unlock(&d->mu);
+        if (!s)
+            return;
+        atomic_fetch_add(&d->meta_late_expired, 1);
+        series_release(d, s);
+        aptd_series_unref(&s);
+    }
+}
+
 void aptd_series_end(aptd *d, aptd_series *s, const char *reason)
 {
     pthread_mutex_lock(&s->mu);
@@ -446,25 +529,47 @@ void aptd_series_frame_done(aptd *d, aptd_series *s, uint64_t id, float *pattern
         series_finish(d, s);
 }
 
+/* Late metadata for a held series: applied; once nothing is missing the series goes on at once. */
+static aptd_series *apply_to_held(aptd *d, aptd_series *s, const apt_scanmeta *meta)
+{
+    pthread_mutex_lock(&s->mu);
+    apply_meta(d, s, meta);
+    int complete = !series_lacks_meta(s);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add(&d->meta_late_applied, 1);
+    return complete ? held_take(d, s) : NULL;
+}
+
 void aptd_on_meta(aptd *d, apt_scanmeta *meta)
 {
     if (!meta->has_series) {
         apt_warn("scan metadata without a series id: ignored");
+        atomic_fetch_add(&d->meta_ignored, 1);
         return;
     }
+    aptd_series *release = NULL;
     pthread_mutex_lock(&d->mu);
-    aptd_series *s = d->current;
-    if (s && s->id == meta->series) {
+    aptd_series *s = d->current, *h = NULL;
+    for (int i = 0; i < d->n_held && !h; i++)
+        if (d->held[i]->id == meta->series)
+            h = d->held[i];
+    if (h) {
+        release = apply_to_held(d, h, meta);
+    } else if (s && s->id == meta->series) {
         pthread_mutex_lock(&s->mu);
-        if (!s->finished)
+        int fin = s->finished;
+        if (!fin)
             apply_meta(d, s, meta);
-        else
-            apt_warn("scan metadata for finished series %llu: ignored", (unsigned long long)meta->series);
         pthread_mutex_unlock(&s->mu);
+        if (fin) {
+            apt_warn("scan metadata for finished series %llu: ignored", (unsigned long long)meta->series);
+            atomic_fetch_add(&d->meta_ignored, 1);
+        }
     } else if (!s || meta->series > s->id) {
         /* metadata ahead of its series: keep it (bounded) until the series starts */
         if (d->n_pending == APTD_MAX_PENDING_META) {
             apt_warn("too many pending scan-metadata messages: dropping the oldest");
+            atomic_fetch_add(&d->meta_ignored, 1);
             apt_scanmeta_clear(&d->pending[0].meta);
             memmove(&d->pending[0], &d->pending[1], (APTD_MAX_PENDING_META - 1) * sizeof d->pending[0]);
             d->n_pending--;
@@ -475,12 +580,31 @@ void aptd_on_meta(aptd *d, apt_scanmeta *meta)
         memset(meta, 0, sizeof *meta); /* ownership moved */
     } else {
         apt_warn("scan metadata for past series %llu: ignored", (unsigned long long)meta->series);
+        atomic_fetch_add(&d->meta_ignored, 1);
     }
     pthread_mutex_unlock(&d->mu);
+    if (release) {
+        apt_info("series %llu: late scan metadata complete, handed on", (unsigned long long)release->id);
+        series_release(d, release);
+        aptd_series_unref(&release);
+    }
 }
 
 void aptd_check_timeouts(aptd *d, double now)
 {
+    for (;;) { /* held series whose grace is over go on without their metadata, oldest first */
+        pthread_mutex_lock(&d->mu);
+        aptd_series *h = d->n_held && now - d->held_since[0] >= d->s.metadata_grace_s ? held_take(d, d->held[0])
+                                                                                        : NULL;
+        pthread_mutex_unlock(&d->mu);
+        if (!h)
+            break;
+        apt_warn("series %llu: no complete scan metadata within %.1f s; handed on without it",
+                 (unsigned long long)h->id, d->s.metadata_grace_s);
+        atomic_fetch_add(&d->meta_late_expired, 1);
+        series_release(d, h);
+        aptd_series_unref(&h);
+    }
     pthread_mutex_lock(&d->mu);
     aptd_series *s = d->current;
     if (s)

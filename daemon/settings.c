@@ -52,6 +52,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->queue_frames = (int)apt_config_int(cfg, "ingest.queue_frames", err);
     COPY_STR(s->metadata_endpoint, "metadata.endpoint");
     s->metadata_bind = apt_config_bool(cfg, "metadata.bind", err);
+    s->metadata_grace_s = apt_config_float(cfg, "metadata.grace_s", err);
     COPY_STR(s->results_endpoint, "results.endpoint");
     COPY_STR(s->results_curve_secret, "results.curve_secret_key");
     COPY_STR(s->results_curve_clients, "results.curve_clients");
@@ -71,6 +72,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->converge_updates = (int)apt_config_int(cfg, "tomo.converge_updates", err);
     s->baseline = apt_config_enum(cfg, "tomo.baseline", err); /* index into none|fbp|sart = APTD_BASELINE_* */
     s->spool_frames = apt_config_bool(cfg, "storage.spool_frames", err);
+    s->spool_min_free_mb = (uint64_t)apt_config_int(cfg, "storage.spool_min_free_mb", err);
     s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
     if (s->log_level < 0)
         s->log_level = APT_LOG_INFO;

@@ -25,7 +25,8 @@ int apt_spool_open(const char *dir, uint64_t series_id, const char *unique_id, u
 /* Store frame image_id. The first frame fixes the dataset's filter: bslz4/none -> 32008, lz4/h5lz4 -> 32004; a
  * later frame of the other family is re-encoded (pixels preserved) and counted in reencoded_frames. Sizes in the
  * blob's header are checked against width*height*elem_size. A second frame with the same image_id is refused
- * (APT_ESTATE), the first one kept. */
+ * (APT_ESTATE), the first one kept. A frame that would leave less than the room closing needs under the process's
+ * file size limit (RLIMIT_FSIZE) is refused with APT_EIO and errno EFBIG, so the file still closes cleanly. */
 int apt_spool_write(apt_spool *sp, uint64_t image_id, apt_encoding enc, const void *blob, size_t len,
                     apt_error *err);
 /* Positions (y, x) metres of frames [first, first + n) into /entry/data/positions_m (rows never given read NaN). */

@@ -35,6 +35,8 @@ static const apt_config_key keys[] = {
 
     S("metadata.endpoint", "\"\"", 0, "scan-metadata PULL endpoint; \"\" = off"),
     B("metadata.bind", "false", "true = bind metadata.endpoint, false = connect to it"),
+    F("metadata.grace_s", "5", 0, 3600, 0,
+      "a finished series without angle/positions waits this long for late scan metadata; 0 = off (s)"),
 
     S("results.endpoint", "\"tcp://*:9998\"", APT_CFG_NONEMPTY, "results PUB socket, bound"),
     I("results.sndhwm", "1000", 1, 10000000, "PUB send high-water mark; slow subscribers lose messages beyond it"),
@@ -85,6 +87,8 @@ static const apt_config_key keys[] = {
     I("storage.queue_memory_mb", "4096", 0, 1048576,
       "complete angles waiting for reconstruction are kept in memory up to this, then under storage.dir/queue"),
     B("storage.spool_frames", "false", "write every received frame, bit-exact, to HDF5 under storage.dir"),
+    I("storage.spool_min_free_mb", "512", 0, 1000000000,
+      "spooling stops while storage.dir's file system has less free space than this (MiB); 0 = no check"),
 
     FL("sim.grid", "[280, 128, 128]", 3, 3, 0, "aptomo simulate: phantom grid [Z, Y, X] in voxels (integers)"),
     FL("sim.voxel_size_m", "[14e-9, 14e-9, 14e-9]", 3, 3, 0, "aptomo simulate: voxel size [z, y, x] (m)"),

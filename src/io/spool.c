@@ -4,11 +4,13 @@
  * arrival order are buffered and appended in batches to keep per-frame HDF5 calls to one chunk write. */
 #include "aptomo/spool.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "aptomo/bytes.h"
@@ -17,6 +19,9 @@
 #include "io/h5io.h"
 
 #define IDS_BATCH 1024
+/* Room kept under a file size limit for what closing writes (image ids, positions, attributes, chunk index):
+   HDF5 1.10 cannot close a file whose metadata no longer fits, and crashes at exit on a file it failed to close. */
+#define CLOSE_RESERVE_BYTES(frames) (65536 + 64 * (uint64_t)(frames))
 #define P_GROUP "/entry/data"
 #define P_DATA "/entry/data/data"
 #define P_IDS "/entry/data/image_id"
@@ -317,6 +322,16 @@ int apt_spool_write(apt_spool *sp, uint64_t image_id, apt_encoding enc, const vo
     if ((rc = make_chunk(sp, enc, blob, len, &chunk, &clen, err)))
         return apt_err_prefix(err, rc, "%s: image %llu (%s): ", sp->path, (unsigned long long)image_id,
                               apt_encoding_name(enc));
+    struct rlimit rl;
+    hsize_t fsize = 0;
+    uint64_t frames = image_id >= sp->extent ? image_id + 1 : sp->extent;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && H5Fget_filesize(sp->file, &fsize) >= 0 &&
+        (uint64_t)fsize + clen + CLOSE_RESERVE_BYTES(frames) > (uint64_t)rl.rlim_cur) {
+        apt_err(err, APT_EIO, "%s: image %llu: would pass the file size limit (RLIMIT_FSIZE %llu bytes)", sp->path,
+                (unsigned long long)image_id, (unsigned long long)rl.rlim_cur);
+        errno = EFBIG;
+        return APT_EIO;
+    }
     if (image_id >= sp->extent) {
         const hsize_t ext[3] = {image_id + 1, sp->H, sp->W};
         if (H5Dset_extent(sp->data, ext) < 0)
