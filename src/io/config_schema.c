@@ -83,7 +83,7 @@ static const apt_config_key keys[] = {
     S("model.weights", "\"\"", 0, "U-net weights (.safetensors); \"\" = no network, publish the Approximant"),
     I("model.batch", "1", 1, 256, "patches per network call (bounds memory)"),
 
-    S("storage.dir", "\"/var/lib/aptomo\"", APT_CFG_NONEMPTY, "results, checkpoints and spool; created on start"),
+    S("storage.dir", "\"/var/lib/aptomo\"", APT_CFG_NONEMPTY, "results, crash-safe state, queued angles and spool; created on start"),
     I("storage.queue_memory_mb", "4096", 0, 1048576,
       "complete angles waiting for reconstruction are kept in memory up to this, then under storage.dir/queue"),
     B("storage.spool_frames", "false", "write every received frame, bit-exact, to HDF5 under storage.dir"),
