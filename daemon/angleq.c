@@ -108,7 +108,8 @@ static int spill(aptd *d, aptd_angle *a, apt_error *err)
     return APT_OK;
 }
 
-/* Shutdown: the angle is not reconstructed now, but a file on disk stays for the next start. */
+/* The angle leaves the queue's accounting (its file, if any, is left alone: at shutdown it stays for the next
+   start). */
 static void forget(aptd *d, aptd_angle *a)
 {
     if (a->spill_path) {
@@ -184,17 +185,9 @@ int aptd_angleq_load(aptd *d, aptd_angle *a, apt_error *err)
 
 void aptd_angleq_done(aptd *d, aptd_angle *a)
 {
-    if (a->spill_path) {
-        if (unlink(a->spill_path) && errno != ENOENT)
-            apt_warn("%s: cannot remove: %s", a->spill_path, strerror(errno));
-        atomic_fetch_sub(&d->store.on_disk, 1);
-        free(a->spill_path);
-        a->spill_path = NULL;
-    }
-    if (a->mem_bytes) {
-        atomic_fetch_sub(&d->store.mem_bytes, a->mem_bytes);
-        a->mem_bytes = 0;
-    }
+    if (a->spill_path && unlink(a->spill_path) && errno != ENOENT)
+        apt_warn("%s: cannot remove: %s", a->spill_path, strerror(errno));
+    forget(d, a);
 }
 
 int aptd_angleq_resume(aptd *d, apt_error *err)

@@ -137,6 +137,33 @@ int aptd_state_add(aptd *d, uint64_t seq, const aptd_angle *a)
     return done_push(&d->store, seq, a->series_id, a->angle_deg);
 }
 
+/* Open a state file of this kind: checksum, then its JSON header, then the physics and grid it was made with
+   (APT_ESTATE when they differ from ours: another configuration's state). */
+static int open_state(aptd *d, const char *path, const char *kind, apt_sealed **s, json_t **h, uint64_t *pl,
+                      apt_error *err)
+{
+    *h = NULL;
+    const char *text;
+    int rc = apt_sealed_open(path, s, &text, pl, err);
+    if (rc)
+        return rc;
+    json_error_t je;
+    json_t *fp = fingerprint(d);
+    *h = json_loads(text, 0, &je);
+    if (!*h || !json_is_string(json_object_get(*h, "kind")) ||
+        strcmp(json_string_value(json_object_get(*h, "kind")), kind))
+        rc = apt_err(err, APT_ECORRUPT, "%s: header is not a saved %s's", path, kind);
+    else if (!json_equal(json_object_get(*h, "fingerprint"), fp))
+        rc = apt_err(err, APT_ESTATE, "%s: saved with other physics or grid settings", path);
+    json_decref(fp);
+    if (rc) {
+        json_decref(*h);
+        *h = NULL;
+        apt_sealed_close(s);
+    }
+    return rc;
+}
+
 /* Load a saved angle: header fields into *info, slices and weight into res (apt_angle_result_free). */
 typedef struct saved_angle {
     uint64_t seq, series;
@@ -147,26 +174,19 @@ static int load_angle(aptd *d, const char *path, saved_angle *info, apt_angle_re
 {
     memset(res, 0, sizeof *res);
     apt_sealed *s = NULL;
-    const char *text;
+    json_t *h;
     uint64_t pl;
-    int rc = apt_sealed_open(path, &s, &text, &pl, err);
+    int rc = open_state(d, path, "angle", &s, &h, &pl, err);
     if (rc)
         return rc;
-    json_error_t je;
-    json_t *h = json_loads(text, 0, &je), *fp = fingerprint(d);
     json_int_t seq = 0, series = 0, L = 0, Ny = 0, Nx = 0;
     int has_w = 0;
-    const char *kind = "";
-    json_t *hfp = NULL;
-    if (!h || json_unpack(h, "{s:s,s:o,s:I,s:I,s:F,s:{s:F,s:I,s:I,s:I,s:F,s:F},s:F,s:b}", "kind", &kind,
-                          "fingerprint", &hfp, "seq", &seq, "series", &series, "angle_deg", &info->angle_deg, "sg",
-                          "theta_deg", &res->sg.theta_deg, "L", &L, "Ny", &Ny, "Nx", &Nx, "delta_m",
-                          &res->sg.delta_m, "dz_m", &res->sg.dz_m, "wavelength_m", &info->wavelength, "weight",
-                          &has_w) ||
-        strcmp(kind, "angle") || seq < 1 || series < 0)
+    if (json_unpack(h, "{s:I,s:I,s:F,s:{s:F,s:I,s:I,s:I,s:F,s:F},s:F,s:b}", "seq", &seq, "series", &series,
+                    "angle_deg", &info->angle_deg, "sg", "theta_deg", &res->sg.theta_deg, "L", &L, "Ny", &Ny, "Nx",
+                    &Nx, "delta_m", &res->sg.delta_m, "dz_m", &res->sg.dz_m, "wavelength_m", &info->wavelength,
+                    "weight", &has_w) ||
+        seq < 1 || series < 0)
         rc = apt_err(err, APT_ECORRUPT, "%s: header is not a saved angle's", path);
-    else if (!json_equal(hfp, fp))
-        rc = apt_err(err, APT_ESTATE, "%s: saved with other physics or grid settings", path);
     else {
         res->sg.L = L > 0 && L <= 1024 ? (int)L : 0;
         res->sg.Ny = Ny > 0 && Ny <= 32768 ? (int)Ny : 0;
@@ -186,7 +206,6 @@ static int load_angle(aptd *d, const char *path, saved_angle *info, apt_angle_re
         info->series = (uint64_t)series;
     }
     json_decref(h);
-    json_decref(fp);
     apt_sealed_close(&s);
     if (rc)
         apt_angle_result_free(res);
@@ -201,23 +220,18 @@ static int load_sums(aptd *d, apt_approx *ap, apt_error *err)
     if (access(path, F_OK))
         return 1;
     apt_sealed *s = NULL;
-    const char *text;
+    json_t *h, *done = NULL;
     uint64_t pl;
-    int rc = apt_sealed_open(path, &s, &text, &pl, err);
+    int rc = open_state(d, path, "approximant", &s, &h, &pl, err);
     if (rc)
         return rc;
-    json_error_t je;
-    json_t *h = json_loads(text, 0, &je), *fp = fingerprint(d), *hfp = NULL, *done = NULL;
     json_int_t voxels = 0, next = 0;
     int angles = 0;
-    const char *kind = "";
     double *sw = NULL, *swv = NULL;
-    if (!h || json_unpack(h, "{s:s,s:o,s:I,s:i,s:I,s:o}", "kind", &kind, "fingerprint", &hfp, "voxels", &voxels,
-                          "angles", &angles, "next_seq", &next, "done", &done) ||
-        strcmp(kind, "approximant") || !json_is_array(done) || (size_t)angles != json_array_size(done))
+    if (json_unpack(h, "{s:I,s:i,s:I,s:o}", "voxels", &voxels, "angles", &angles, "next_seq", &next, "done",
+                    &done) ||
+        !json_is_array(done) || (size_t)angles != json_array_size(done))
         rc = apt_err(err, APT_ECORRUPT, "%s: header is not the Approximant's", path);
-    else if (!json_equal(hfp, fp))
-        rc = apt_err(err, APT_ESTATE, "%s: saved with other physics or grid settings", path);
     else {
         size_t n = (size_t)voxels;
         const double *cur_sw, *cur_swv;
@@ -247,7 +261,6 @@ static int load_sums(aptd *d, apt_approx *ap, apt_error *err)
     free(sw);
     free(swv);
     json_decref(h);
-    json_decref(fp);
     apt_sealed_close(&s);
     return rc;
 }
@@ -413,9 +426,7 @@ int aptd_state_resume(aptd *d, apt_approx *ap, double k, apt_error *err)
     if (st->n_done)
         apt_info("state: resumed %zu angles from %s (%zu added from angle files saved after the last sums)",
                  st->n_done, dir, added);
-    if (added && (rc = aptd_state_save_sums(d, ap, &e)))
-        apt_warn("state: %s", e.msg);
-    return APT_OK;
+    return APT_OK; /* the sums are written with the next angle; until then a restart adds the same files again */
 }
 
 void aptd_state_status(aptd *d, json_t *h)
