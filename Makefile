@@ -86,7 +86,7 @@ fuzz-build: deps
 # (tests/fuzz/corpus/<target>, read-only; new units go to $(FUZZ)/fuzz-ci/<target>/corpus); any crash, leak or
 # timeout fails and names the input. Executions per target: $(FUZZ)/fuzz-stats.jsonl (docs/TESTING.md).
 fuzz-ci: fuzz-build
-	bash scripts/fuzz-ci.sh $(FUZZ) $(FUZZ_CI_SECONDS)
+	FUZZ_REPLAY_ONLY="fuzz_h5scan fuzz_h5volume" bash scripts/fuzz-ci.sh $(FUZZ) $(FUZZ_CI_SECONDS)
 
 fuzz: fuzz-build
 	bash scripts/fuzz-ci.sh $(FUZZ) $(FUZZ_SECONDS)
