@@ -1,48 +1,76 @@
-/* parallel.c - apt_par_for: split [0, n) into one contiguous chunk per thread (the calling thread takes the first)
- * so neighbouring iterations stay on one core's cache. */
+/* parallel.c - apt_par_for / apt_par_tasks: one thread per task, the calling thread takes the first, a thread that
+ * cannot start runs inline (the work is the same either way). apt_par_for splits [0, n) into one contiguous chunk
+ * per thread so neighbouring iterations stay on one core's cache. */
 #include "aptomo/parallel.h"
 
 #include <pthread.h>
 #include <unistd.h>
 
-typedef struct par_job {
-    apt_par_fn fn;
-    void *ctx;
-    long lo, hi;
-} par_job;
-
-static void *par_run(void *p)
-{
-    par_job *j = p;
-    j->fn(j->ctx, j->lo, j->hi);
-    return NULL;
-}
-
-void apt_par_for(apt_par_fn fn, void *ctx, long n, int threads)
+int apt_par_threads(int threads)
 {
     long nt = threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN);
     if (nt < 1)
         nt = 1;
-    if (nt > APT_PAR_MAX_THREADS)
-        nt = APT_PAR_MAX_THREADS;
-    if (nt > n)
-        nt = n;
-    if (nt <= 1) {
-        if (n > 0)
-            fn(ctx, 0, n);
+    return nt > APT_PAR_MAX_THREADS ? APT_PAR_MAX_THREADS : (int)nt;
+}
+
+typedef struct par_task {
+    apt_par_task_fn fn;
+    void *ctx;
+    int t;
+} par_task;
+
+static void *task_main(void *p)
+{
+    par_task *j = p;
+    j->fn(j->ctx, j->t);
+    return NULL;
+}
+
+void apt_par_tasks(apt_par_task_fn fn, void *ctx, int tasks)
+{
+    if (tasks > APT_PAR_MAX_THREADS)
+        tasks = APT_PAR_MAX_THREADS;
+    if (tasks <= 1) {
+        if (tasks == 1)
+            fn(ctx, 0);
         return;
     }
     pthread_t th[APT_PAR_MAX_THREADS];
-    par_job jobs[APT_PAR_MAX_THREADS];
+    par_task jobs[APT_PAR_MAX_THREADS];
     int started[APT_PAR_MAX_THREADS];
-    for (long t = 0; t < nt; t++) {
-        jobs[t] = (par_job){fn, ctx, n * t / nt, n * (t + 1) / nt};
-        started[t] = t > 0 && pthread_create(&th[t], NULL, par_run, &jobs[t]) == 0;
+    for (int t = 0; t < tasks; t++) {
+        jobs[t] = (par_task){fn, ctx, t};
+        started[t] = t > 0 && pthread_create(&th[t], NULL, task_main, &jobs[t]) == 0;
     }
-    for (long t = 0; t < nt; t++)
+    for (int t = 0; t < tasks; t++)
         if (!started[t])
-            par_run(&jobs[t]);
-    for (long t = 1; t < nt; t++)
+            task_main(&jobs[t]);
+    for (int t = 1; t < tasks; t++)
         if (started[t])
             pthread_join(th[t], NULL);
+}
+
+typedef struct par_range {
+    apt_par_fn fn;
+    void *ctx;
+    long n;
+    int nt;
+} par_range;
+
+static void range_task(void *p, int t)
+{
+    par_range *r = p;
+    r->fn(r->ctx, r->n * t / r->nt, r->n * (t + 1) / r->nt);
+}
+
+void apt_par_for(apt_par_fn fn, void *ctx, long n, int threads)
+{
+    if (n <= 0)
+        return;
+    long nt = apt_par_threads(threads);
+    if (nt > n)
+        nt = n;
+    par_range r = {fn, ctx, n, (int)nt};
+    apt_par_tasks(range_task, &r, (int)nt);
 }
