@@ -121,7 +121,7 @@ void aptd_baseline_update(aptd *d)
     const double *th = b->theta;
     apt_proj *p = NULL;
     double t0 = apt_now();
-    int rc = apt_proj_new(g->Z, g->Y, g->X, b->U, th, b->n, d->s.angle.threads, APT_PROJ_GPU, &p, &err);
+    int rc = apt_proj_new(g->Z, g->Y, g->X, b->U, th, b->n, d->s.angle.threads, d->s.angle.backend, &p, &err);
     if (!rc && b->method == APTD_BASELINE_FBP) {
         rc = apt_fbp(p, b->proj, APT_FBP_RAMP, b->vol, &err);
     } else if (!rc) {

@@ -59,7 +59,7 @@ static void test_projection(void)
     CHECK_OK(apt_angle_projection(&res, k, &g, U, p1, &err), &err);
     /* the projector's line integrals of the same volume, in delta x voxels */
     apt_proj *p = NULL;
-    CHECK_OK(apt_proj_new(g.Z, g.Y, g.X, U, &th, 1, 1, 0, &p, &err), &err);
+    CHECK_OK(apt_proj_new(g.Z, g.Y, g.X, U, &th, 1, 1, APT_BACKEND_CPU, &p, &err), &err);
     CHECK_OK(apt_proj_forward(p, delta, ref, &err), &err);
     apt_proj_destroy(&p);
     double num = 0, den = 0, sum1 = 0, sumr = 0;

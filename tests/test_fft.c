@@ -44,15 +44,16 @@ static double rel_err(const float *got, const double complex *ref, size_t n)
     return sqrt(num / (den > 0 ? den : 1));
 }
 
-static void check_size(int batch, int h, int w, unsigned flags)
+static void check_size(int batch, int h, int w, unsigned flags, apt_backend be)
 {
     apt_error err = {0};
     apt_fft_plan *p = NULL;
-    CHECK_OK(apt_fft_plan_new(batch, h, w, flags, &p, &err), &err);
+    CHECK_OK(apt_fft_plan_new(batch, h, w, flags, be, &p, &err), &err);
     if (!p)
         return;
-    const char *want = (flags & APT_FFT_GPU) && apt_gpu_count(NULL) > 0 ? "cufft" : "fftw";
-    CHECK_MSG(!strcmp(apt_fft_plan_backend(p), want), "backend %s, expected %s", apt_fft_plan_backend(p), want);
+    const char *want = be != APT_BACKEND_CPU && apt_gpu_count(NULL) > 0 ? "cufft" : "fftw";
+    CHECK_MSG(!strcmp(apt_fft_plan_impl(p), want), "backend %s, expected %s", apt_fft_plan_impl(p), want);
+    CHECK(apt_fft_plan_backend(p) == (want[0] == 'c' ? APT_BACKEND_GPU : APT_BACKEND_CPU));
     size_t n = (size_t)batch * h * w;
     float *a = apt_fft_alloc(n), *orig = apt_fft_alloc(n);
     double complex *ref = malloc(n * sizeof *ref);
@@ -129,22 +130,27 @@ static void *work(void *arg)
 
 int main(void)
 {
-    check_size(1, 1, 1, 0);
-    check_size(1, 8, 8, 0);
-    check_size(3, 6, 10, 0);
-    check_size(2, 7, 5, APT_FFT_MEASURE); /* odd sizes */
-    check_size(4, 16, 12, APT_FFT_MEASURE);
-    /* GPU: cuFFT against the same naive DFT when a device exists; otherwise the request falls back to FFTW */
+    check_size(1, 1, 1, 0, APT_BACKEND_CPU);
+    check_size(1, 8, 8, 0, APT_BACKEND_CPU);
+    check_size(3, 6, 10, 0, APT_BACKEND_CPU);
+    check_size(2, 7, 5, APT_FFT_MEASURE, APT_BACKEND_CPU); /* odd sizes */
+    check_size(4, 16, 12, APT_FFT_MEASURE, APT_BACKEND_CPU);
+    /* GPU: cuFFT against the same naive DFT when a device exists; otherwise auto runs FFTW and gpu is refused */
     apt_error gerr = {0};
-    if (apt_gpu_count(&gerr) <= 0)
-        printf("SKIP cuFFT backend checks: %s (GPU requests fall back to FFTW)\n", gerr.msg);
-    check_size(2, 9, 16, APT_FFT_GPU);
-    check_size(3, 64, 48, APT_FFT_GPU);
+    if (apt_gpu_count(&gerr) <= 0) {
+        printf("SKIP cuFFT backend checks: %s (auto runs FFTW, gpu is refused)\n", gerr.msg);
+        apt_fft_plan *q = NULL;
+        CHECK(apt_fft_plan_new(2, 8, 8, 0, APT_BACKEND_GPU, &q, &gerr) == APT_ENODEV && !q);
+        CHECK_MSG(strstr(gerr.msg, "fft: backend gpu requested but"), "message: %s", gerr.msg);
+    } else
+        check_size(2, 9, 16, 0, APT_BACKEND_GPU);
+    check_size(2, 9, 16, 0, APT_BACKEND_AUTO);
+    check_size(3, 64, 48, 0, APT_BACKEND_AUTO);
 
     /* thread-safe execution of one plan on distinct arrays */
     apt_error err = {0};
     apt_fft_plan *p = NULL;
-    CHECK_OK(apt_fft_plan_new(2, 32, 32, 0, &p, &err), &err);
+    CHECK_OK(apt_fft_plan_new(2, 32, 32, 0, APT_BACKEND_CPU, &p, &err), &err);
     enum { T = 4 };
     worker wk[T];
     pthread_t th[T];
@@ -174,9 +180,9 @@ int main(void)
     apt_fft_plan_destroy(&p); /* idempotent */
 
     /* bounds before allocation */
-    CHECK(apt_fft_plan_new(0, 8, 8, 0, &p, &err) == APT_ERANGE && p == NULL);
-    CHECK(apt_fft_plan_new(1, APT_FFT_MAX_DIM + 1, 8, 0, &p, &err) == APT_ERANGE);
-    CHECK(apt_fft_plan_new(1 << 20, 4096, 4096, 0, &p, &err) == APT_ERANGE);
+    CHECK(apt_fft_plan_new(0, 8, 8, 0, APT_BACKEND_CPU, &p, &err) == APT_ERANGE && p == NULL);
+    CHECK(apt_fft_plan_new(1, APT_FFT_MAX_DIM + 1, 8, 0, APT_BACKEND_CPU, &p, &err) == APT_ERANGE);
+    CHECK(apt_fft_plan_new(1 << 20, 4096, 4096, 0, APT_BACKEND_CPU, &p, &err) == APT_ERANGE);
     CHECK(strstr(err.msg, "exceeds") != NULL);
 
     /* wisdom round trip */

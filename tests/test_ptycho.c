@@ -39,7 +39,7 @@ static void make_probe(const apt_ptycho_geom *g, float *probe, double photons)
     apt_fft_plan *pl = NULL;
     apt_error err = {0};
     float *buf = apt_fft_alloc(hw);
-    CHECK_OK(apt_fft_plan_new(1, H, W, 0, &pl, &err), &err);
+    CHECK_OK(apt_fft_plan_new(1, H, W, 0, APT_BACKEND_CPU, &pl, &err), &err);
     double total = 0;
     for (int m = 0; m < g->M; m++) {
         for (int y = 0; y < H; y++)
@@ -124,7 +124,7 @@ static void sim_new(sim *s, int M, int L, int H, int n, int step, double photons
     s->meas = malloc(s->J * hw * sizeof(float));
     apt_ptycho *p = NULL;
     apt_error err = {0};
-    CHECK_OK(apt_ptycho_new(&s->g, 0, &p, &err), &err);
+    CHECK_OK(apt_ptycho_new(&s->g, 0, APT_BACKEND_CPU, &p, &err), &err);
     CHECK_OK(apt_ptycho_forward(p, s->probe, s->truth, s->pos, s->J, s->meas, &err), &err);
     apt_ptycho_destroy(&p);
 }
@@ -150,7 +150,7 @@ static void check_finite_differences(void)
         s.obj[i] = s.truth[i] + (float)(0.05 * nrand());
     apt_ptycho *p = NULL;
     apt_error err = {0};
-    CHECK_OK(apt_ptycho_new(&s.g, 2, &p, &err), &err);
+    CHECK_OK(apt_ptycho_new(&s.g, 2, APT_BACKEND_CPU, &p, &err), &err);
     float *go = calloc(2 * obj, sizeof(float)), *gp = calloc(2 * s.g.M * hw, sizeof(float));
     double l0 = 0;
     CHECK_OK(apt_ptycho_loss_grad(p, s.probe, s.obj, s.pos, s.meas, s.J, &l0, go, gp, &err), &err);
@@ -193,7 +193,7 @@ static void check_finite_differences(void)
 
     /* thread count does not change results beyond float summation order; same count = bitwise identical */
     apt_ptycho *p1 = NULL;
-    CHECK_OK(apt_ptycho_new(&s.g, 1, &p1, &err), &err);
+    CHECK_OK(apt_ptycho_new(&s.g, 1, APT_BACKEND_CPU, &p1, &err), &err);
     float *g1 = calloc(2 * obj, sizeof(float)), *g2 = calloc(2 * obj, sizeof(float));
     double l1 = 0, l2 = 0;
     CHECK_OK(apt_ptycho_loss_grad(p1, s.probe, s.obj, s.pos, s.meas, s.J, &l1, g1, NULL, &err), &err);
@@ -222,13 +222,13 @@ static void check_finite_differences(void)
     apt_ptycho_geom bg = s.g;
     apt_ptycho *q = NULL;
     bg.M = 0;
-    CHECK(apt_ptycho_new(&bg, 1, &q, &err) == APT_ERANGE && q == NULL && strstr(err.msg, "modes"));
+    CHECK(apt_ptycho_new(&bg, 1, APT_BACKEND_CPU, &q, &err) == APT_ERANGE && q == NULL && strstr(err.msg, "modes"));
     bg = s.g, bg.Ny = bg.H - 1;
-    CHECK(apt_ptycho_new(&bg, 1, &q, &err) == APT_ERANGE && strstr(err.msg, "object"));
+    CHECK(apt_ptycho_new(&bg, 1, APT_BACKEND_CPU, &q, &err) == APT_ERANGE && strstr(err.msg, "object"));
     bg = s.g, bg.wavelength_m = NAN;
-    CHECK(apt_ptycho_new(&bg, 1, &q, &err) == APT_EINVAL && strstr(err.msg, "wavelength_m"));
+    CHECK(apt_ptycho_new(&bg, 1, APT_BACKEND_CPU, &q, &err) == APT_EINVAL && strstr(err.msg, "wavelength_m"));
     bg = s.g, bg.Nx = 30000, bg.Ny = 30000, bg.L = 500;
-    CHECK(apt_ptycho_new(&bg, 64, &q, &err) == APT_ERANGE && strstr(err.msg, "workspace"));
+    CHECK(apt_ptycho_new(&bg, 64, APT_BACKEND_CPU, &q, &err) == APT_ERANGE && strstr(err.msg, "workspace"));
     CHECK(apt_ptycho_geometry(p)->L == s.g.L);
 
     free(g1), free(g2), free(go), free(gp);
@@ -246,7 +246,7 @@ static void check_truth_and_parseval(void)
     size_t hw = 256, obj = (size_t)s.g.L * s.g.Ny * s.g.Nx;
     apt_ptycho *p = NULL;
     apt_error err = {0};
-    CHECK_OK(apt_ptycho_new(&s.g, 2, &p, &err), &err);
+    CHECK_OK(apt_ptycho_new(&s.g, 2, APT_BACKEND_CPU, &p, &err), &err);
     float *g0 = calloc(2 * obj, sizeof(float)), *g1 = calloc(2 * obj, sizeof(float));
     double l0 = 0, l1 = 0;
     CHECK_OK(apt_ptycho_loss_grad(p, s.probe, s.truth, s.pos, s.meas, s.J, &l0, g0, NULL, &err), &err);
@@ -323,7 +323,7 @@ static void check_reconstruct(void)
     size_t obj = (size_t)s.g.L * s.g.Ny * s.g.Nx;
     apt_ptycho *p = NULL;
     apt_error err = {0};
-    CHECK_OK(apt_ptycho_new(&s.g, 0, &p, &err), &err);
+    CHECK_OK(apt_ptycho_new(&s.g, 0, APT_BACKEND_CPU, &p, &err), &err);
     double pcc[2], first[2], final[2];
     int nb[2] = {16, 1};
     for (int k = 0; k < 2; k++) {

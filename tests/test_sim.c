@@ -250,7 +250,7 @@ static void test_probe(void)
     CHECK_MSG(fabs(sy / s - N / 2) < 1 && fabs(sx / s - N / 2) < 1, "centre %g %g", sy / s, sx / s);
     /* far field of mode 0 = the zone plate's annulus: central stop .. NA, radius NA z / p = 18 px */
     apt_fft_plan *plan = NULL;
-    CHECK_OK(apt_fft_plan_new(1, N, N, 0, &plan, &e), &e);
+    CHECK_OK(apt_fft_plan_new(1, N, N, 0, APT_BACKEND_CPU, &plan, &e), &e);
     if (plan) {
         CHECK_OK(apt_fft_forward(plan, P, &e), &e);
         double rp = (1.2398e-9 / 8.8) / (2 * 50e-9) * 0.96 / 75e-6, in = 0, all = 0;

@@ -82,7 +82,7 @@ static double time_ffts(const apt_ptycho_geom *g, double min_s, apt_error *err)
     apt_fft_plan *pl = NULL;
     size_t hw = (size_t)g->H * g->W, mhw = (size_t)g->M * hw;
     unsigned flags = hw >= 64 * 64 ? APT_FFT_MEASURE : 0; /* as apt_ptycho_new plans */
-    if (apt_fft_plan_new(g->M, g->H, g->W, flags, &pl, err))
+    if (apt_fft_plan_new(g->M, g->H, g->W, flags, APT_BACKEND_CPU, &pl, err))
         return -1;
     float *buf = apt_fft_alloc(mhw * (size_t)g->L);
     if (!buf) {
@@ -160,9 +160,9 @@ int bench_ptycho(int argc, char **argv)
     }
     apt_error err = {0};
     apt_ptycho *p1 = NULL, *pt = NULL;
-    int rc = apt_ptycho_new(&c.g, 1, &p1, &err);
+    int rc = apt_ptycho_new(&c.g, 1, APT_BACKEND_CPU, &p1, &err);
     if (!rc)
-        rc = apt_ptycho_new(&c.g, (int)threads, &pt, &err);
+        rc = apt_ptycho_new(&c.g, (int)threads, APT_BACKEND_CPU, &pt, &err);
     double t1 = rc ? -1 : time_model(p1, &c, seconds, &err);
     double tf = t1 < 0 ? -1 : time_ffts(&c.g, seconds, &err);
     double tt = tf < 0 ? -1 : time_model(pt, &c, seconds, &err);

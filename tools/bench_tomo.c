@@ -163,8 +163,8 @@ int bench_tomo(int argc, char **argv)
             theta[t] = set ? (double)t : -17.0 + 34.0 * t / (T - 1);
         apt_proj *p = NULL, *p1 = NULL;
         apt_error err = {0};
-        if (apt_proj_new(BT_N, BT_Y, BT_N, BT_N, theta, T, 0, 0, &p, &err) ||
-            apt_proj_new(BT_N, 1, BT_N, BT_N, theta, T, 1, 0, &p1, &err) || apt_proj_forward(p, img, sino, &err)) {
+        if (apt_proj_new(BT_N, BT_Y, BT_N, BT_N, theta, T, 0, APT_BACKEND_CPU, &p, &err) ||
+            apt_proj_new(BT_N, 1, BT_N, BT_N, theta, T, 1, APT_BACKEND_CPU, &p1, &err) || apt_proj_forward(p, img, sino, &err)) {
             fprintf(stderr, "aptomo bench tomo: %s\n", err.msg);
             apt_proj_destroy(&p);
             rc = CLI_FAIL;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/clock.h"
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
@@ -59,6 +60,8 @@ int cli_real(cli_parser *p, double lo, double hi, int flags, double *out);
 int cli_range(cli_parser *p, double lo, double hi, int integral, double out[2]);
 /* choices: NULL-terminated; *idx = the index of p->arg among them. */
 int cli_choice(cli_parser *p, const char *const *choices, int *idx);
+/* --backend auto|cpu|gpu (include/aptomo/backend.h). */
+int cli_backend(cli_parser *p, apt_backend *out);
 /* A comma-separated list of indices into *list (malloc'd, replaces an earlier one). */
 int cli_index_list(cli_parser *p, uint32_t **list, size_t *n);
 /* A ZeroMQ endpoint (apt_endpoint_check, mode APT_EP_BIND or APT_EP_CONNECT). */

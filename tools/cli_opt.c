@@ -245,6 +245,16 @@ int cli_choice(cli_parser *p, const char *const *choices, int *idx)
     return fault(p, "%s: '%s' must be one of %s", p->opt, p->arg ? p->arg : "", list);
 }
 
+int cli_backend(cli_parser *p, apt_backend *out)
+{
+    static const char *const names[] = {"auto", "cpu", "gpu", NULL}; /* in apt_backend order */
+    int k;
+    if (cli_choice(p, names, &k))
+        return -1;
+    *out = (apt_backend)k;
+    return 0;
+}
+
 int cli_index_list(cli_parser *p, uint32_t **list, size_t *n)
 {
     const char *s = p->arg ? p->arg : "";

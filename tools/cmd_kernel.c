@@ -232,7 +232,7 @@ static int kernel_ptycho_grad(int argc, char **argv)
         return rc == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
     }
     apt_ptycho *p = NULL;
-    rc = apt_ptycho_new(&in.g, threads, &p, &err);
+    rc = apt_ptycho_new(&in.g, threads, APT_BACKEND_CPU, &p, &err);
     float *grad = rc ? NULL : calloc((size_t)in.g.L * in.g.Ny * in.g.Nx * 2, sizeof(float));
     double loss = 0;
     if (!rc && !grad)

@@ -309,7 +309,7 @@ int cmd_tomo(int argc, char **argv)
             goto out;
         sino = in.data, theta = dx_theta, n = in.Z;
     }
-    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_PROJ_GPU, &p, &err)) {
+    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_BACKEND_AUTO, &p, &err)) {
         fprintf(stderr, "aptomo tomo: %s: %s\n", o.in, err.msg);
         rc = CLI_USAGE;
         goto out;

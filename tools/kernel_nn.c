@@ -61,16 +61,15 @@ int kernel_nn_forward(int argc, char **argv)
 {
     static const struct option opts[] = {{"threads", required_argument, NULL, 't'},
                                          {"backend", required_argument, NULL, 'b'}, {0}};
-    static const char *const backends[] = {"cpu", "gpu", "auto", NULL};
-    int threads = 0, oc = 0, k;
-    const char *backend = NULL;
+    int threads = 0, oc = 0;
+    apt_backend backend = APT_BACKEND_AUTO;
     cli_parser cp;
     cli_init(&cp, "kernel nn-forward", FORWARD_HELP, NULL, opts, argc, argv);
     while ((oc = cli_next(&cp)) > 0) {
         if (oc == 't')
             cli_int(&cp, 0, 64, &threads);
-        else if (!cli_choice(&cp, backends, &k))
-            backend = backends[k];
+        else
+            cli_backend(&cp, &backend);
     }
     int cli_rc = cli_done(&cp, oc, 3, 3, "W.safetensors IN.h5 OUT.h5");
     if (cli_rc != CLI_GO)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/error.h"
 #include "aptomo/geometry.h"
 
@@ -20,6 +21,7 @@ typedef struct apt_angle_cfg {
     int L, M;                /* slices, probe modes */
     int iterations, batches; /* per-angle reconstruction */
     int threads;             /* 0 = one per core */
+    apt_backend backend;     /* of the multislice model (compute.backend) */
     apt_grid3 grid;          /* sample grid of the Approximant */
     int pad_px;              /* stack margin around the grid's extent (<0: crop / 2) */
 } apt_angle_cfg;

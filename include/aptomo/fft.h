@@ -7,22 +7,25 @@
 
 #include <stddef.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/error.h"
 
 typedef struct apt_fft_plan apt_fft_plan;
 
 /* Plan flags. */
 #define APT_FFT_MEASURE 1u  /* time candidate algorithms while planning (FFTW_MEASURE): slower plan, faster runs */
-#define APT_FFT_GPU 2u      /* use the CUDA backend when this build has it and a device exists, else the CPU */
 
 /* Bounds checked before anything is allocated. */
 #define APT_FFT_MAX_DIM 16384
 #define APT_FFT_MAX_ELEMS ((size_t)1 << 30)  /* batch * h * w */
 
-int apt_fft_plan_new(int batch, int h, int w, unsigned flags, apt_fft_plan **out, apt_error *err);
+/* backend: include/aptomo/backend.h (cpu = FFTW, gpu = cuFFT). */
+int apt_fft_plan_new(int batch, int h, int w, unsigned flags, apt_backend backend, apt_fft_plan **out,
+                     apt_error *err);
 void apt_fft_plan_destroy(apt_fft_plan **p);
-/* "fftw" or "cufft". */
-const char *apt_fft_plan_backend(const apt_fft_plan *p);
+apt_backend apt_fft_plan_backend(const apt_fft_plan *p);
+/* The implementation: "fftw" or "cufft". */
+const char *apt_fft_plan_impl(const apt_fft_plan *p);
 
 /* In-place transforms of batch * h * w complex values at data (host memory, aligned as apt_fft_alloc aligns:
    misaligned data is refused with APT_EINVAL). err may be NULL. */

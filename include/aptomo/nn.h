@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/error.h"
 
 typedef struct apt_nn_model apt_nn_model;
@@ -14,8 +15,8 @@ typedef struct apt_nn_model apt_nn_model;
 /* Load weights (mmap, header bounds-checked, every tensor's dtype/shape validated against the arch in
    __metadata__["aptomo.arch"]; clear error naming the tensor at fault). threads 0 = one per core. */
 int apt_nn_load(const char *safetensors_path, int threads, apt_nn_model **out, apt_error *err);
-/* As apt_nn_load, with the backend forced: "cpu", "gpu" (APT_ENODEV without a device) or NULL/"auto". */
-int apt_nn_load_backend(const char *safetensors_path, int threads, const char *backend, apt_nn_model **out,
+/* As apt_nn_load (which is backend auto) on a chosen backend: include/aptomo/backend.h. */
+int apt_nn_load_backend(const char *safetensors_path, int threads, apt_backend backend, apt_nn_model **out,
                         apt_error *err);
 void apt_nn_destroy(apt_nn_model **m);
 /* Refuse patch shapes that do not divide through every stride (message says why); output shape otherwise. */
@@ -43,7 +44,8 @@ typedef enum apt_nn_kind {
 } apt_nn_kind;
 typedef int (*apt_nn_tensor_cb)(const char *name, apt_nn_kind kind, int rank, const long long *shape, void *user);
 int apt_nn_arch_tensors(const char *arch_json, apt_nn_tensor_cb cb, void *user, apt_error *err);
-/* "onednn" or "cudnn". */
+/* Where the network runs (cpu or gpu), and the implementation: "onednn" or "cudnn". */
+apt_backend apt_nn_backend(const apt_nn_model *m);
 const char *apt_nn_backend_name(const apt_nn_model *m);
 
 #endif

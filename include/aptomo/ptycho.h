@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/error.h"
 
 typedef struct apt_ptycho_geom {
@@ -21,14 +22,17 @@ typedef struct apt_ptycho_geom {
 
 typedef struct apt_ptycho apt_ptycho;
 
-/* Plan for a geometry; threads 0 = one per core. Large windows get FFT plans chosen by timing (FFTW_MEASURE), which
-   can differ from run to run with the machine's load, and so can the last bits of every result. */
-int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err);
-/* As apt_ptycho_new, with plans chosen without timing (FFTW_ESTIMATE): the same inputs give the same bits in every
-   process. For the simulator, whose frames a seed must fix. */
+/* Plan for a geometry on a backend (include/aptomo/backend.h); threads 0 = one per core (the CPU's, also where a
+   failed GPU call is redone). Large windows get FFT plans chosen by timing (FFTW_MEASURE), which can differ from run
+   to run with the machine's load, and so can the last bits of every result. */
+int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_backend backend, apt_ptycho **out, apt_error *err);
+/* As apt_ptycho_new on the CPU, with plans chosen without timing (FFTW_ESTIMATE): the same inputs give the same bits
+   in every process. For the simulator, whose frames a seed must fix. */
 int apt_ptycho_new_reproducible(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err);
 void apt_ptycho_destroy(apt_ptycho **p);
 const apt_ptycho_geom *apt_ptycho_geometry(const apt_ptycho *p);
+/* Where calls run now: APT_BACKEND_CPU or APT_BACKEND_GPU (CPU after a GPU failure, see backend.h). */
+apt_backend apt_ptycho_backend(const apt_ptycho *p);
 
 /* Model intensities I[j] = sum_m |fftshift(F[exit_jm])|^2 for J positions (row, col) = top-left of the window in
    the object array (integers, inside the object). probe [M,H,W] complex, object [L,Ny,Nx] complex, out [J,H,W]. */

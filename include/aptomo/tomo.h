@@ -10,25 +10,25 @@
 
 #include <stddef.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/error.h"
 
 #define APT_TOMO_MAX_SIDE 8192
 #define APT_TOMO_MAX_ANGLES 100000
 #define APT_TOMO_MAX_VOXELS ((size_t)1 << 31)
 
-/* Projector: "plan once, execute many". Geometry and angles are copied; threads 0 = one per core. */
+/* Projector: "plan once, execute many". Geometry and angles are copied; threads 0 = one per core; backend:
+   include/aptomo/backend.h (a failed GPU call is redone on the CPU, logged and counted there). */
 typedef struct apt_proj apt_proj;
 
-#define APT_PROJ_GPU 1u  /* use the CUDA twin when this build has it and a device exists, else the CPU */
-
-int apt_proj_new(int Z, int Y, int X, int U, const double *theta_deg, int n_theta, int threads, unsigned flags,
+int apt_proj_new(int Z, int Y, int X, int U, const double *theta_deg, int n_theta, int threads, apt_backend backend,
                  apt_proj **out, apt_error *err);
 void apt_proj_destroy(apt_proj **p);
 int apt_proj_angles(const apt_proj *p);
 const double *apt_proj_theta(const apt_proj *p);     /* degrees, as given */
 void apt_proj_dims(const apt_proj *p, int *Z, int *Y, int *X, int *U);
 int apt_proj_threads(const apt_proj *p);
-const char *apt_proj_backend(const apt_proj *p);     /* "cpu" or "cuda" */
+apt_backend apt_proj_backend(const apt_proj *p);    /* where calls run now: cpu or gpu */
 
 /* A x: vol [Z,Y,X] -> sino [n_theta,Y,U] (overwritten). */
 int apt_proj_forward(const apt_proj *p, const float *vol, float *sino, apt_error *err);

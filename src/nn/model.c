@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/gpu.h"
 #include "nn/arch.h"
 #include "nn/nn_int.h"
@@ -301,7 +302,7 @@ void apt_nn_destroy(apt_nn_model **mp)
     *mp = NULL;
 }
 
-int apt_nn_load_backend(const char *path, int threads, const char *backend, apt_nn_model **out, apt_error *err)
+int apt_nn_load_backend(const char *path, int threads, apt_backend backend, apt_nn_model **out, apt_error *err)
 {
     *out = NULL;
     apt_nn_model *m = calloc(1, sizeof(*m));
@@ -328,18 +329,24 @@ int apt_nn_load_backend(const char *path, int threads, const char *backend, apt_
     }
     if (!rc) {
         const struct apt_nn_ops *gpu = apt_nn_cudnn_ops();
-        int want_gpu = backend && !strcmp(backend, "gpu"), auto_ = !backend || !strcmp(backend, "auto");
-        if (backend && !want_gpu && !auto_ && strcmp(backend, "cpu"))
-            rc = apt_err(err, APT_EINVAL, "backend \"%s\": expected cpu, gpu or auto", backend);
-        else if ((want_gpu || auto_) && gpu && apt_gpu_count(NULL) > 0)
-            m->ops = gpu;
-        else if (want_gpu)
-            rc = apt_err(err, APT_ENODEV, "no GPU backend: %s", gpu ? "no CUDA device" : "built without CUDA");
-        else
-            m->ops = &apt_nn_dnnl_ops;
+        apt_backend got;
+        if (!(rc = apt_backend_resolve(backend, "nn", gpu != NULL, &got, err)))
+            m->ops = got == APT_BACKEND_GPU ? gpu : &apt_nn_dnnl_ops;
     }
-    if (!rc && (rc = m->ops->init(&m->ctx, threads, err)) != APT_OK)
-        m->ops->fini(m->ctx), m->ops = NULL;
+    if (!rc) {
+        apt_error e = {0};
+        if ((rc = m->ops->init(&m->ctx, threads, &e)) && m->ops != &apt_nn_dnnl_ops &&
+            backend == APT_BACKEND_AUTO) { /* cuDNN/cuBLAS would not start: oneDNN will */
+            m->ops->fini(m->ctx), m->ctx = NULL;
+            apt_backend_fallback("nn", e.msg);
+            m->ops = &apt_nn_dnnl_ops;
+            rc = m->ops->init(&m->ctx, threads, &e);
+        }
+        if (rc) {
+            m->ops->fini(m->ctx), m->ops = NULL;
+            apt_err(err, rc, "%s", e.msg);
+        }
+    }
     m->L.ops = m->ops, m->L.ctx = m->ctx;
     if (!rc)
         rc = load_weights(m, err);
@@ -355,7 +362,7 @@ int apt_nn_load_backend(const char *path, int threads, const char *backend, apt_
 
 int apt_nn_load(const char *path, int threads, apt_nn_model **out, apt_error *err)
 {
-    return apt_nn_load_backend(path, threads, NULL, out, err);
+    return apt_nn_load_backend(path, threads, APT_BACKEND_AUTO, out, err);
 }
 
 int apt_nn_input_norm(const apt_nn_model *m, double *mean, double *std)
@@ -375,6 +382,11 @@ void apt_nn_output_apply(const apt_nn_model *m, float *v, size_t n)
 const char *apt_nn_weights_id(const apt_nn_model *m) { return m->id; }
 const char *apt_nn_arch_json(const apt_nn_model *m) { return m->arch_json; }
 const char *apt_nn_backend_name(const apt_nn_model *m) { return m->ops->name; }
+
+apt_backend apt_nn_backend(const apt_nn_model *m)
+{
+    return m->ops == &apt_nn_dnnl_ops ? APT_BACKEND_CPU : APT_BACKEND_GPU;
+}
 
 /* ---- shapes and plan ---- */
 

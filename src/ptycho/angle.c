@@ -142,7 +142,7 @@ int apt_angle_reconstruct(apt_angle_ctx *c, double angle_deg, const float *const
     r->probe_scale = s;
     apt_ptycho_geom g = {cfg->M, N, N, sg->L, sg->Ny, sg->Nx, c->wavelength, c->pixel, sg->dz_m};
     apt_recon_opts opts = {cfg->iterations, cfg->batches, 1.0};
-    if (!(rc = apt_ptycho_new(&g, cfg->threads, &p, err)))
+    if (!(rc = apt_ptycho_new(&g, cfg->threads, cfg->backend, &p, err)))
         rc = apt_ptycho_reconstruct(p, probe, meas, pos, k, &opts, r->object, r->loss, err);
     free(probe);
     if (rc)

@@ -20,6 +20,7 @@ int apt_angle_cfg_from_config(const apt_config *cfg, apt_angle_cfg *a, apt_error
     a->iterations = (int)apt_config_int(cfg, "physics.iterations", err);
     a->batches = (int)apt_config_int(cfg, "physics.batches", err);
     a->pad_px = -1;
+    a->backend = (apt_backend)apt_config_enum(cfg, "compute.backend", err); /* auto|cpu|gpu = APT_BACKEND_* */
     a->grid = (apt_grid3){(int)apt_config_list_float(cfg, "tomo.grid", 0, err),
                           (int)apt_config_list_float(cfg, "tomo.grid", 1, err),
                           (int)apt_config_list_float(cfg, "tomo.grid", 2, err),

@@ -41,7 +41,7 @@ static int check_geom(const apt_ptycho_geom *g, apt_error *err)
 /* numpy.fft.fftfreq(n, d)[k] */
 static double fftfreq(int k, int n, double d) { return (k <= (n - 1) / 2 ? k : k - n) / (n * d); }
 
-static int ptycho_new(const apt_ptycho_geom *g, int threads, int measure, apt_ptycho **out, apt_error *err)
+int apt_ptycho_cpu_new(const apt_ptycho_geom *g, int threads, int measure, apt_ptycho **out, apt_error *err)
 {
     *out = NULL;
     int rc = check_geom(g, err);
@@ -66,9 +66,10 @@ static int ptycho_new(const apt_ptycho_geom *g, int threads, int measure, apt_pt
         return apt_err(err, APT_ENOMEM, "ptycho: out of memory");
     p->g = *g;
     p->threads = threads;
+    p->ops = &apt_ptycho_cpu_ops;
     /* FFTW_MEASURE pays off for the large windows of real runs; small ones (tests, kernels) plan instantly. */
     unsigned flags = measure && hw >= 64 * 64 ? APT_FFT_MEASURE : 0;
-    rc = apt_fft_plan_new(g->M, g->H, g->W, flags, &p->plan, err);
+    rc = apt_fft_plan_new(g->M, g->H, g->W, flags, APT_BACKEND_CPU, &p->plan, err);
     p->prop = apt_fft_alloc(hw);
     p->ws = calloc((size_t)threads, sizeof *p->ws);
     if (!rc && (!p->prop || !p->ws))
@@ -82,7 +83,7 @@ static int ptycho_new(const apt_ptycho_geom *g, int threads, int measure, apt_pt
             rc = apt_err(err, APT_ENOMEM, "ptycho: out of memory for thread %d's workspace", t);
     }
     if (rc) {
-        apt_ptycho_destroy(&p);
+        apt_ptycho_cpu_free(p);
         return rc;
     }
     /* Fresnel propagator over dz, with the inverse FFT's 1/(H W) folded in. */
@@ -100,21 +101,10 @@ static int ptycho_new(const apt_ptycho_geom *g, int threads, int measure, apt_pt
     return APT_OK;
 }
 
-int apt_ptycho_new(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err)
+void apt_ptycho_cpu_free(apt_ptycho *p)
 {
-    return ptycho_new(g, threads, 1, out, err);
-}
-
-int apt_ptycho_new_reproducible(const apt_ptycho_geom *g, int threads, apt_ptycho **out, apt_error *err)
-{
-    return ptycho_new(g, threads, 0, out, err);
-}
-
-void apt_ptycho_destroy(apt_ptycho **pp)
-{
-    if (!pp || !*pp)
+    if (!p)
         return;
-    apt_ptycho *p = *pp;
     for (int t = 0; p->ws && t < p->threads; t++) {
         apt_fft_free(p->ws[t].psi);
         apt_fft_free(p->ws[t].work);
@@ -126,12 +116,8 @@ void apt_ptycho_destroy(apt_ptycho **pp)
     apt_fft_plan_destroy(&p->plan);
     free(p->rgrad);
     free(p->rillum);
-    free(p->rorder);
     free(p);
-    *pp = NULL;
 }
-
-const apt_ptycho_geom *apt_ptycho_geometry(const apt_ptycho *p) { return &p->g; }
 
 /* ---- the per-position engine ---- */
 
@@ -298,21 +284,11 @@ static void *run_job(void *arg)
     return NULL;
 }
 
-int apt_ptycho_run(apt_ptycho *p, const float *probe, const float *object, const int32_t *pos, const float *meas,
+static int cpu_run(apt_ptycho *p, const float *probe, const float *object, const int32_t *pos, const float *meas,
                    const size_t *idx, size_t n, double *loss, float *gobj, float *gprobe, float *intensity,
                    apt_error *err)
 {
     const apt_ptycho_geom *g = &p->g;
-    if (!probe || !object || (n && !pos) || (!meas && n && !intensity))
-        return apt_err(err, APT_EINVAL, "ptycho: NULL array argument");
-    for (size_t k = 0; k < n; k++) {
-        size_t j = idx ? idx[k] : k;
-        int r = pos[2 * j], c = pos[2 * j + 1];
-        if (r < 0 || c < 0 || r > g->Ny - g->H || c > g->Nx - g->W)
-            return apt_err(err, APT_ERANGE,
-                           "ptycho: position %zu (row %d, col %d): the %d x %d window leaves the %d x %d object", j,
-                           r, c, g->H, g->W, g->Ny, g->Nx);
-    }
     int want_gobj = meas && gobj, want_gprobe = meas && gprobe;
     size_t slice = (size_t)g->Ny * g->Nx, obj = (size_t)g->L * slice, mhw = (size_t)g->M * g->H * g->W;
     int T = n < (size_t)p->threads ? (int)(n ? n : 1) : p->threads;
@@ -372,17 +348,5 @@ int apt_ptycho_run(apt_ptycho *p, const float *probe, const float *object, const
     return rc;
 }
 
-int apt_ptycho_forward(apt_ptycho *p, const float *probe, const float *object, const int32_t *pos, size_t J,
-                       float *intensity, apt_error *err)
-{
-    return apt_ptycho_run(p, probe, object, pos, NULL, NULL, J, NULL, NULL, NULL, intensity, err);
-}
-
-int apt_ptycho_loss_grad(apt_ptycho *p, const float *probe, const float *object, const int32_t *pos,
-                         const float *meas, size_t J, double *loss, float *grad_object, float *grad_probe,
-                         apt_error *err)
-{
-    if (!meas)
-        return apt_err(err, APT_EINVAL, "ptycho: loss_grad needs measured intensities");
-    return apt_ptycho_run(p, probe, object, pos, meas, NULL, J, loss, grad_object, grad_probe, NULL, err);
-}
+const struct apt_ptycho_ops apt_ptycho_cpu_ops = {
+    .name = "cpu", .init = NULL, .fini = NULL, .run = cpu_run, .descend = apt_ptycho_cpu_descend};

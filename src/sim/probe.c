@@ -100,7 +100,7 @@ int apt_sim_probe(const apt_sim_probe_opts *o, int M, int H, int W, double px, f
         rc = apt_err(err, APT_ENOMEM, "probe: out of memory for %d modes of %dx%d", M, H, W);
         goto out;
     }
-    if ((rc = apt_fft_plan_new(M, H, W, 0, &plan, err)))
+    if ((rc = apt_fft_plan_new(M, H, W, 0, APT_BACKEND_CPU, &plan, err)))
         goto out;
     for (int m = 0; m < M; m++) {
         int nx, ny;

@@ -14,12 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/parallel.h"
 #include "tomo/project_int.h"
 
 struct apt_proj {
     apt_proj_shape sh;
-    int n_theta, threads, gpu;
+    int n_theta, threads;
+    const apt_proj_ops *_Atomic dev; /* the GPU twin, until one of its calls fails (then NULL: the CPU) */
     double *theta;
     apt_proj_angle *ang;
     int *all;          /* 0..n_theta-1 */
@@ -48,10 +50,15 @@ static void angle_coeffs(double theta_deg, const apt_proj_shape *sh, apt_proj_an
     a->len = fabs(a->ia);
 }
 
-int apt_proj_new(int Z, int Y, int X, int U, const double *theta_deg, int n_theta, int threads, unsigned flags,
+int apt_proj_new(int Z, int Y, int X, int U, const double *theta_deg, int n_theta, int threads, apt_backend backend,
                  apt_proj **out, apt_error *err)
 {
     *out = NULL;
+    const apt_proj_ops *cuda = apt_proj_cuda_ops();
+    apt_backend got;
+    int rc = apt_backend_resolve(backend, "projector", cuda != NULL, &got, err);
+    if (rc)
+        return rc;
     if (Z < 1 || Z > APT_TOMO_MAX_SIDE || Y < 1 || Y > APT_TOMO_MAX_SIDE || X < 1 || X > APT_TOMO_MAX_SIDE)
         return apt_err(err, APT_ERANGE, "tomo: volume %dx%dx%d out of range (sides 1..%d)", Z, Y, X,
                        APT_TOMO_MAX_SIDE);
@@ -88,7 +95,7 @@ int apt_proj_new(int Z, int Y, int X, int U, const double *theta_deg, int n_thet
         threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
     }
     p->threads = threads;
-    p->gpu = (flags & APT_PROJ_GPU) && apt_proj_cuda_usable();
+    atomic_store(&p->dev, got == APT_BACKEND_GPU ? cuda : NULL);
     *out = p;
     return APT_OK;
 }
@@ -108,7 +115,17 @@ void apt_proj_destroy(apt_proj **pp)
 int apt_proj_angles(const apt_proj *p) { return p->n_theta; }
 const double *apt_proj_theta(const apt_proj *p) { return p->theta; }
 int apt_proj_threads(const apt_proj *p) { return p->threads; }
-const char *apt_proj_backend(const apt_proj *p) { return p->gpu ? "cuda" : "cpu"; }
+apt_backend apt_proj_backend(const apt_proj *p)
+{
+    return atomic_load(&((apt_proj *)p)->dev) ? APT_BACKEND_GPU : APT_BACKEND_CPU;
+}
+
+/* The device call failed (outputs untouched): log and count it, and stay on the CPU from now on. */
+static void fall_back(const apt_proj *p, const apt_error *e)
+{
+    atomic_store(&((apt_proj *)p)->dev, NULL);
+    apt_backend_fallback("projector", e->msg);
+}
 
 void apt_proj_dims(const apt_proj *p, int *Z, int *Y, int *X, int *U)
 {
@@ -327,8 +344,12 @@ int apt_proj_forward_sub(const apt_proj *p, const float *vol, const int *idx, in
     int rc = check_idx(p, idx, n, err);
     if (rc)
         return rc;
-    if (p->gpu && apt_proj_cuda_forward(&p->sh, p->ang, idx, n, vol, sino_sub, NULL) == APT_OK)
+    const apt_proj_ops *dev = atomic_load(&((apt_proj *)p)->dev);
+    apt_error e = {0};
+    if (dev && !(rc = dev->forward(&p->sh, p->ang, idx, n, vol, sino_sub, &e)))
         return APT_OK;
+    if (dev)
+        fall_back(p, &e);
     size_t M = (size_t)(p->sh.Z > p->sh.X ? p->sh.Z : p->sh.X);
     job jb = {.p = p, .idx = idx, .n = n, .pass = 0, .in = vol, .out = sino_sub};
     return run_parallel(p, &jb, (long)n * p->sh.Y, (size_t)n * p->sh.Y * p->sh.U * M, err);
@@ -339,8 +360,12 @@ int apt_proj_back_sub(const apt_proj *p, const float *sino_sub, const int *idx, 
     int rc = check_idx(p, idx, n, err);
     if (rc)
         return rc;
-    if (p->gpu && apt_proj_cuda_back(&p->sh, p->ang, idx, n, sino_sub, vol, NULL) == APT_OK)
+    const apt_proj_ops *dev = atomic_load(&((apt_proj *)p)->dev);
+    apt_error e = {0};
+    if (dev && !(rc = dev->back(&p->sh, p->ang, idx, n, sino_sub, vol, &e)))
         return APT_OK;
+    if (dev)
+        fall_back(p, &e);
     size_t work = (size_t)n * p->sh.Z * p->sh.Y * p->sh.X * 2;
     job rows = {.p = p, .idx = idx, .n = n, .pass = 1, .in = sino_sub, .out = vol};
     job cols = {.p = p, .idx = idx, .n = n, .pass = 2, .in = sino_sub, .out = vol};

@@ -78,7 +78,6 @@ __global__ static void back_kernel(apt_proj_shape sh, const apt_proj_angle *ang,
     vol[t] = out;
 }
 
-extern "C" int apt_proj_cuda_usable(void) { return apt_gpu_count(NULL) > 0; }
 
 /* Copies in, runs one kernel, copies out; every CUDA failure becomes an apt_error and the caller falls back. */
 static int run(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n, const float *in,
@@ -122,14 +121,18 @@ static int run(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *i
     return APT_OK;
 }
 
-extern "C" int apt_proj_cuda_forward(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
+static int cuda_forward(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
                                      const float *vol, float *sino, apt_error *err)
 {
     return run(sh, ang, idx, n, vol, (size_t)sh->Z * sh->Y * sh->X, sino, (size_t)n * sh->Y * sh->U, 0, err);
 }
 
-extern "C" int apt_proj_cuda_back(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
+static int cuda_back(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
                                   const float *sino, float *vol, apt_error *err)
 {
     return run(sh, ang, idx, n, sino, (size_t)n * sh->Y * sh->U, vol, (size_t)sh->Z * sh->Y * sh->X, 1, err);
 }
+
+static const apt_proj_ops cuda_ops = {"cuda", cuda_forward, cuda_back};
+
+extern "C" const apt_proj_ops *apt_proj_cuda_ops(void) { return &cuda_ops; }

@@ -29,11 +29,16 @@ void apt_proj_slice_forward(const struct apt_proj *p, const int *idx, int n, con
 void apt_proj_slice_back(const struct apt_proj *p, const int *idx, int n, const float *s_in, size_t ss, float *v,
                          size_t rs, float *P);
 
-/* CUDA twin (project_cuda.cu; project_cuda_nocuda.c answers APT_ENODEV). Host arrays in and out; angles idx[n]. */
-int apt_proj_cuda_usable(void);
-int apt_proj_cuda_forward(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
-                          const float *vol, float *sino, apt_error *err);
-int apt_proj_cuda_back(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n,
-                       const float *sino, float *vol, apt_error *err);
+/* A device backend of the projector (the CPU path is project.c itself). Host arrays in and out; angles idx[n];
+   outputs are untouched when a call fails, so the CPU can redo it. */
+typedef struct apt_proj_ops {
+    const char *name; /* "cuda" */
+    int (*forward)(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n, const float *vol,
+                   float *sino, apt_error *err);
+    int (*back)(const apt_proj_shape *sh, const apt_proj_angle *ang, const int *idx, int n, const float *sino,
+                float *vol, apt_error *err);
+} apt_proj_ops;
+/* The CUDA twin (project_cuda.cu), or NULL in a build without CUDA (project_cuda_nocuda.c). */
+const apt_proj_ops *apt_proj_cuda_ops(void);
 
 #endif
