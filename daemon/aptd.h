@@ -29,6 +29,7 @@ typedef struct aptd_settings {
     uint64_t max_frame_pixels;
     uint64_t max_message_bytes;
     int decode_threads;         /* 0 = cores */
+    int backend;                /* compute.backend: apt_backend of the model, projector and network */
     int queue_frames;
     char metadata_endpoint[256];
     int metadata_bind;

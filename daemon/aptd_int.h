@@ -198,6 +198,7 @@ struct aptd {
     int shutdown_requested;
     struct aptd_auth *auth;           /* ZAP handler (auth.c), NULL when CURVE is off on both sockets */
     atomic_uint_fast64_t auth_refused; /* handshakes refused on the control and results sockets */
+    atomic_int ran_ptycho, ran_proj, ran_nn; /* apt_backend each last ran on; -1 = not yet (status backends) */
 };
 
 /* series.c */

@@ -130,6 +130,8 @@ void aptd_baseline_update(aptd *d)
         memset(b->vol, 0, (size_t)g->Z * g->Y * g->X * sizeof *b->vol);
         rc = apt_sart(p, b->proj, &o, b->vol, &err);
     }
+    if (p)
+        atomic_store(&d->ran_proj, (int)apt_proj_backend(p));
     apt_proj_destroy(&p);
     if (rc) {
         apt_error_log("baseline %s: %s", method_name[b->method], err.msg);

@@ -99,6 +99,7 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
     if (!d)
         return apt_err(err, APT_ENOMEM, "out of memory");
     d->s = *s;
+    atomic_init(&d->ran_ptycho, -1), atomic_init(&d->ran_proj, -1), atomic_init(&d->ran_nn, -1);
     pthread_mutex_init(&d->mu, NULL);
     pthread_mutex_init(&d->store.mu, NULL);
     aptd_latest_init(d);

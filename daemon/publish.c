@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "aptd_int.h"
+#include "aptomo/backend.h"
 #include "aptomo/log.h"
 
 typedef struct pub_msg {
@@ -142,6 +143,18 @@ json_t *aptd_status_json(aptd *d)
             json_array_append_new(curve, json_string(w == APTD_AUTH_CONTROL ? "control" : "results"));
     json_object_set_new(h, "curve", curve);
     json_object_set_new(h, "auth_refused", json_integer((json_int_t)atomic_load(&d->auth_refused)));
+    /* where the compute runs: what was asked, where each part last ran, and GPU calls redone on the CPU */
+    json_t *be = json_object();
+    json_object_set_new(be, "requested", json_string(apt_backend_name((apt_backend)d->s.backend)));
+    const char *part[3] = {"ptycho", "projector", "nn"};
+    int ran[3] = {atomic_load(&d->ran_ptycho), atomic_load(&d->ran_proj), atomic_load(&d->ran_nn)};
+    for (int i = 0; i < 3; i++)
+        json_object_set_new(be, part[i], ran[i] < 0 ? json_null() : json_string(apt_backend_name((apt_backend)ran[i])));
+    char last[256];
+    unsigned long nfb = apt_backend_fallbacks(last, sizeof last);
+    json_object_set_new(be, "fallbacks", json_integer((json_int_t)nfb));
+    json_object_set_new(be, "last_fallback", nfb ? json_string(last) : json_null());
+    json_object_set_new(h, "backends", be);
     /* spool health: off after a full disk / quota / size limit or below storage.spool_min_free_mb */
     json_t *sp = json_object();
     pthread_mutex_lock(&d->mu);

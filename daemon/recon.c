@@ -191,6 +191,7 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
         return;
     }
     atomic_fetch_add(&d->angles_done, 1);
+    atomic_store(&d->ran_ptycho, (int)res.backend);
     apt_info("series %llu: angle %.3f deg reconstructed in %.2f s (%zu frames, loss %.4g -> %.4g), %d angles in "
              "the Approximant", (unsigned long long)a->series_id, a->angle_deg, res.seconds, res.frames_used,
              res.n_loss ? res.loss[0] : NAN, res.n_loss ? res.loss[res.n_loss - 1] : NAN,

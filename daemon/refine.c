@@ -207,8 +207,10 @@ int aptd_refine_start(aptd *d, apt_error *err)
 {
     int rc;
     if (d->s.model_weights[0]) {
-        if ((rc = apt_nn_load(d->s.model_weights, d->s.decode_threads, &d->model, err)))
+        if ((rc = apt_nn_load_backend(d->s.model_weights, d->s.decode_threads, (apt_backend)d->s.backend,
+                                      &d->model, err)))
             return apt_err_prefix(err, rc, "model.weights: ");
+        atomic_store(&d->ran_nn, (int)apt_nn_backend(d->model));
         if ((rc = apt_nn_patch_shape(d->model, d->patch, d->scale, err)))
             return apt_err_prefix(err, rc, "model.weights: ");
         apt_info("model %s (weights %s): patch %dx%dx%d -> x(%d,%d,%d)", d->s.model_weights,

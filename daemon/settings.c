@@ -49,6 +49,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->max_frame_pixels = (uint64_t)apt_config_int(cfg, "detector.max_frame_pixels", err);
     s->max_message_bytes = (uint64_t)apt_config_int(cfg, "detector.max_message_bytes", err);
     s->decode_threads = (int)apt_config_int(cfg, "ingest.decode_threads", err);
+    s->backend = apt_config_enum(cfg, "compute.backend", err); /* auto|cpu|gpu = APT_BACKEND_* */
     s->queue_frames = (int)apt_config_int(cfg, "ingest.queue_frames", err);
     COPY_STR(s->metadata_endpoint, "metadata.endpoint");
     s->metadata_bind = apt_config_bool(cfg, "metadata.bind", err);
@@ -87,6 +88,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     if (rc)
         return rc; /* only a schema/accessor mismatch: the values were range-checked when loaded */
     a->threads = s->decode_threads;
+    a->backend = (apt_backend)s->backend;
     int M, H, W;
     double pixel;
     /* photon scale is matched to each angle's data later (apt_angle_reconstruct) */

@@ -85,6 +85,7 @@ static const struct {
     {"control.endpoint", "tcp://127.0.0.1:9997"},
     {"control.curve_secret_key", ""},
     {"control.curve_clients", ""},
+    {"compute.backend", "auto"},
     {"physics.energy_keV", "8.8"},
     {"physics.detector_distance_m", "1.92"},
     {"physics.pixel_size_m", "7.5e-05"},

@@ -133,7 +133,7 @@ def main():
                     q.returncode == 2 and q.stdout == "")
             r = aptomod("--config", path, timeout=15)  # the start refuses it the same way, before starting
             ck.true(f"start refuses {name} with exit 2 and the same message",
-                    r.returncode == 2 and p.stderr.strip() in r.stderr)
+                    r.returncode == 2 and p.stderr.strip().splitlines()[-1] in r.stderr)  # after log lines
             s = aptomod("--config", good, "--set", f"{key}={value}", "--check")
             ck.true(f"--set {name} is refused naming --set ({s.stderr.strip()!r})",
                     s.returncode == 2 and (f"--set {blame}:" in s.stderr or key == "results.endpoint"))

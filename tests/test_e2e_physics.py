@@ -69,6 +69,13 @@ def late_dashboard(ck, d, n_angles, live):
     ck.eq("latest: Approximant payload size", appr.get("payload_bytes"), 32 * 48 * 48 * 4)
     ck.true("latest: stop advice kept", lat.get("topics", {}).get("stop", {}).get("reason") == "n_star")
     ck.eq("latest: status n_star", lat.get("status", {}).get("n_star"), 8)
+    # the backend rule (docs/ARCHITECTURE.md): what was asked, where each part ran, no silent fallback
+    be = (d.control({"cmd": "status"}) or {}).get("backends", {})
+    ck.eq("status backends: requested", be.get("requested"), "auto")
+    ck.true(f"status backends: the model ran on cpu or gpu ({be.get('ptycho')})", be.get("ptycho") in ("cpu", "gpu"))
+    ck.true(f"status backends: baseline projector ran ({be.get('projector')})", be.get("projector") in ("cpu", "gpu"))
+    ck.true(f"status backends: the network was loaded ({be.get('nn')})", be.get("nn") in ("cpu", "gpu"))
+    ck.eq("status backends: no fallback", (be.get("fallbacks"), be.get("last_fallback")), (0, None))
     s = d.ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
     s.connect(f"tcp://127.0.0.1:{d.ctl}")

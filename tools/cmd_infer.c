@@ -31,7 +31,7 @@ static void progress(void *ctx, size_t done, size_t total)
 
 static const char HELP[] =
     "usage: aptomo infer --weights W.safetensors IN.h5 -o OUT.h5 [--dataset PATH] [--batch B]\n"
-    "                    [--threads T] [--png P.png]\n"
+    "                    [--threads T] [--backend B] [--png P.png]\n"
     "Refines a volume (default /exchange/approximant if present, else /exchange/data) with the\n"
     "network: patches of the arch's input size, 50% overlap, reflection padding, seam-free\n"
     "stitching. Progress bar with ETA on stderr when it is a terminal; outputs checked before the work.\n"
@@ -40,6 +40,7 @@ static const char HELP[] =
     "  --dataset PATH    the input volume's dataset\n"
     "  --batch B         patches per network call, 1..256 (bounds memory; default 1)\n"
     "  --threads T       threads, 0 = one per core (default 0)\n"
+    "  --backend B       auto, cpu or gpu (default auto: the GPU when present; gpu fails without one)\n"
     "  --png P.png       central slices of the refined volume next to the input\n";
 
 int cmd_infer(int argc, char **argv)
@@ -48,7 +49,8 @@ int cmd_infer(int argc, char **argv)
         {"weights", required_argument, NULL, 'w'}, {"output", required_argument, NULL, 'o'},
         {"png", required_argument, NULL, 'p'},     {"dataset", required_argument, NULL, 'd'},
         {"batch", required_argument, NULL, 'b'},   {"threads", required_argument, NULL, 't'},
-        {0}};
+        {"backend", required_argument, NULL, 'B'}, {0}};
+    apt_backend backend = APT_BACKEND_AUTO;
     const char *weights = NULL, *in = NULL, *out = NULL, *png = NULL, *dataset = NULL;
     uint64_t batch = 1, threads = 0;
     int oc = 0;
@@ -62,6 +64,7 @@ int cmd_infer(int argc, char **argv)
         case 'd': dataset = p.arg; break;
         case 'b': cli_uint(&p, 1, 256, &batch); break;
         case 't': cli_uint(&p, 0, 256, &threads); break;
+        case 'B': cli_backend(&p, &backend); break;
         }
     }
     int cli_rc = cli_done(&p, oc, 1, 1, "IN.h5");
@@ -77,8 +80,10 @@ int cmd_infer(int argc, char **argv)
     apt_volume vin = {0}, vout = {0};
     int rc = CLI_USAGE;
     int scale[3];
-    if (apt_nn_load(weights, (int)threads, &c.m, &err) || apt_nn_patch_shape(c.m, c.p, scale, &err)) {
+    if (apt_nn_load_backend(weights, (int)threads, backend, &c.m, &err) ||
+        apt_nn_patch_shape(c.m, c.p, scale, &err)) {
         fprintf(stderr, "aptomo infer: %s\n", err.msg);
+        rc = err.code == APT_ENODEV ? CLI_FAIL : CLI_USAGE;
         goto out;
     }
     if (!dataset) /* a result file carries both; the Approximant is the network's input */

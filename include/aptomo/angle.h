@@ -43,6 +43,7 @@ typedef struct apt_angle_result {
     size_t frames_used, frames_outside; /* outside: window would leave the stack; not used */
     float probe_scale;       /* amplitude factor matching the probe to the data's mean counts */
     double seconds;
+    apt_backend backend;     /* where the model ran (cpu after a logged GPU fallback) */
 } apt_angle_result;
 
 /* patterns: J pointers to crop*crop floats (negative = not measured); pos_m [J][2] = (y, x') of the probe centre

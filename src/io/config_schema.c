@@ -52,6 +52,8 @@ static const apt_config_key keys[] = {
     S("control.curve_clients", "\"\"", 0,
       "with CURVE: authorised control clients' public keys (file, or directory of *.pub); re-read on SIGHUP"),
 
+    E("compute.backend", "auto", "auto|cpu|gpu",
+      "where the ptychography model, the tomography projector and the network run: gpu when present (auto)"),
     F("physics.energy_keV", "8.8", 0.1, 1000, 0, "photon energy (keV)"),
     F("physics.detector_distance_m", "1.92", 0.001, 100, 0, "sample to detector distance (m)"),
     F("physics.pixel_size_m", "75e-6", 1e-7, 1e-2, 0, "detector pixel size (m)"),
@@ -61,8 +63,6 @@ static const apt_config_key keys[] = {
     B("physics.reconstruct", "true", "reconstruct each angle (false: only count and report what arrives)"),
     I("physics.batches", "16", 1, 4096, "spatially spread mini-batches per pass (LSQML-style grouping)"),
     U("physics.probe", "{}", "HDF5 file with /entry/probe/modes, or a mapping: the inline optics model below"),
-    E("compute.backend", "auto", "auto|cpu|gpu",
-      "where the ptychography model, the tomography projector and the network run: gpu when present (auto)"),
     E("physics.probe.model", "zoneplate", "zoneplate|gaussian", "inline probe: zone-plate focus or Gaussian beam"),
     F("physics.probe.zp_diameter_m", "160e-6", 1e-6, 1e-2, 0, "zone-plate diameter (m)"),
     F("physics.probe.outer_zone_m", "50e-9", 1e-9, 1e-5, 0, "outermost zone width (m); sets the focal length"),

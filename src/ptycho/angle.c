@@ -144,6 +144,8 @@ int apt_angle_reconstruct(apt_angle_ctx *c, double angle_deg, const float *const
     apt_recon_opts opts = {cfg->iterations, cfg->batches, 1.0};
     if (!(rc = apt_ptycho_new(&g, cfg->threads, cfg->backend, &p, err)))
         rc = apt_ptycho_reconstruct(p, probe, meas, pos, k, &opts, r->object, r->loss, err);
+    if (p)
+        r->backend = apt_ptycho_backend(p);
     free(probe);
     if (rc)
         goto out;
