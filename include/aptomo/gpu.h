@@ -12,4 +12,10 @@ int apt_gpu_name(char *buf, size_t len, apt_error *err);
 /* 1 if this build contains the CUDA backends. */
 int apt_gpu_compiled(void);
 
+/* Host memory for data on its way to a device, 64-byte aligned: page-locked (cudaHostAlloc) when pinned is set and
+   a device is present, so host->device copies run at bus speed and overlap compute; plain memory otherwise (and
+   when the driver refuses to pin that much). NULL when out of memory. Free with apt_gpu_host_free only. */
+void *apt_gpu_host_alloc(size_t bytes, int pinned);
+void apt_gpu_host_free(void *p);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "aptomo/clock.h"
+#include "aptomo/gpu.h"
 #include "aptomo/ptycho.h"
 
 #define COVERAGE_FLOOR 0.05 /* illumination below 5% of its maximum counts as not covered */
@@ -90,7 +91,8 @@ int apt_angle_reconstruct(apt_angle_ctx *c, double angle_deg, const float *const
     const apt_stack_geom *sg = &r->sg;
     size_t npx = (size_t)N * N, nobj = (size_t)sg->Ny * sg->Nx;
     int32_t *pos = malloc((J ? J : 1) * 2 * sizeof *pos);
-    float *meas = malloc((J ? J : 1) * npx * sizeof *meas);
+    /* the patterns are the one big array a GPU model reads: page-locked for it, so its copies overlap compute */
+    float *meas = apt_gpu_host_alloc((J ? J : 1) * npx * sizeof *meas, cfg->backend != APT_BACKEND_CPU);
     r->object = malloc((size_t)sg->L * nobj * 2 * sizeof *r->object);
     r->weight = calloc(nobj, sizeof *r->weight);
     apt_ptycho *p = NULL;
@@ -177,7 +179,7 @@ int apt_angle_reconstruct(apt_angle_ctx *c, double angle_deg, const float *const
 out:
     apt_ptycho_destroy(&p);
     free(pos);
-    free(meas);
+    apt_gpu_host_free(meas);
     r->seconds = apt_now() - t0;
     if (rc) {
         free(r->object);
