@@ -72,7 +72,7 @@ int apt_angle_reconstruct_scan(apt_angle_ctx *ctx, struct apt_scanfile *sf, uint
 int apt_angle_cfg_from_scan(struct apt_scanfile *sf, const struct apt_config *cfg, apt_angle_cfg *ac, float **probe,
                             float **truth, apt_error *err);
 
-/* --- projections for the classical baselines (src/ptycho/angle_proj.c, docs/TOMO.md "Scan-file input") ---- */
+/* --- projections for the classical baselines (src/angle/angle_proj.c, docs/TOMO.md "Scan-file input") ---- */
 
 /* Detector width for a centred [Z, X] slab (voxel units, rotation axis y) seen at the n angles: the smallest
    U >= X with U = X (mod 2) such that every voxel centre's x' = x cos + z sin plus one voxel of interpolation
