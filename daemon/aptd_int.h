@@ -10,6 +10,7 @@
 
 #include "aptd.h"
 #include "aptomo/angle.h"
+#include "aptomo/approximant.h"
 #include "aptomo/clock.h"
 #include "aptomo/frame.h"
 #include "aptomo/geometry.h"
