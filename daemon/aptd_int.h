@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <zmq.h>
 
-#include "aptd.h"
 #include "aptomo/angle.h"
 #include "aptomo/approximant.h"
 #include "aptomo/clock.h"
@@ -17,6 +16,7 @@
 #include "aptomo/scanmeta.h"
 #include "aptomo/stream.h"
 #include "aptomo/volume.h"
+#include "aptomod/aptd.h"
 #include "pool.h"
 #include "queue.h"
 

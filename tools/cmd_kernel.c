@@ -10,7 +10,7 @@
 
 #include "aptomo/ptycho.h"
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 #include "kernel.h"
 
 #define KERNEL_MAX_POSITIONS ((hsize_t)1 << 24)

@@ -12,7 +12,7 @@
 #include "aptomo/metrics.h"
 #include "aptomo/volume.h"
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 #define MAX_PLOT_FILES 64
 

@@ -1,6 +1,6 @@
 /* cmd_train.c - `aptomo train`: the APT network trained from volume pairs (docs/TRAINING.md). This file reads the
  * options, starts the trainer (random init as kernel nn-init, given weights, or a checkpoint), loads and splits the
- * data (src/nn/trainset.c) and, on --resume, makes sure the run continued is the run that wrote the checkpoint:
+ * data (tools/trainset.c) and, on --resume, makes sure the run continued is the run that wrote the checkpoint:
  * same data, same split, same options, since only then does a resumed run end with the same bytes as an
  * uninterrupted one. The epochs themselves are train_loop.c. */
 #include <errno.h>

@@ -1,8 +1,9 @@
-/* h5io.h - private HDF5 helpers shared by the scan file and the spool: checked dataset opening (every missing link
- * and every wrong rank/dims/dtype becomes an apt_error naming "file: /path"), small typed readers/writers, and the
- * innermost HDF5 error message appended to ours. HDF5's own stack printing is turned off on the calling thread. */
-#ifndef APTOMO_IO_H5IO_H
-#define APTOMO_IO_H5IO_H
+/* h5io.h - HDF5 helpers shared by the scan file, the spool and the CLI's HDF5 commands: checked dataset opening
+ * (every missing link and every wrong rank/dims/dtype becomes an apt_error naming "file: /path"), small typed
+ * readers/writers, and the innermost HDF5 error message appended to ours. HDF5's own stack printing is turned off on
+ * the calling thread. Implemented in src/io/h5io.c. */
+#ifndef APTOMO_H5IO_H
+#define APTOMO_H5IO_H
 
 #include <hdf5.h>
 #include <stddef.h>
