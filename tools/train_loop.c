@@ -322,8 +322,7 @@ int train_loop(train_run *r)
     free(b.y);
     free(b.out);
     if (rc) {
-        cli_error("%s", err.msg);
-        return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
+        return cli_report(rc, &err, CLI_RUN);
     }
     json_t *fin = json_pack("{s:s, s:i, s:o, s:{s:o, s:o}, s:s}", "output", r->o->out, "best_epoch", r->best,
                             "test_npcc", num(r->best_loss), "output_fit", "scale", num(scale), "offset", num(offset),
