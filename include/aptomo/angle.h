@@ -8,7 +8,10 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
 #include "aptomo/geometry.h"
+
+APT_API_BEGIN
 
 #define APT_ANGLE_MAX_ITERS 16
 
@@ -115,5 +118,7 @@ void apt_angle_projs_free(apt_angle_projs *ps);
 int apt_angle_projs_write(const apt_angle_projs *ps, const char *path, const char *config_yaml, apt_error *err);
 /* volume_shape of a projections file: shape = [Z, Y, X], or {0, 0, 0} (APT_OK) when /exchange/data has none. */
 int apt_angle_proj_read_shape(const char *path, int shape[3], apt_error *err);
+
+APT_API_END
 
 #endif

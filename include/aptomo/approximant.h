@@ -6,7 +6,10 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
 #include "aptomo/geometry.h"
+
+APT_API_BEGIN
 
 /* Approximant: running, order-independent mean over angles of each slice's delta estimate
    -arg(O_l) / (k dz), rotated back to the sample grid. Voxels outside an angle's coverage (weight 0) do not
@@ -28,5 +31,7 @@ int apt_approx_get(const apt_approx *a, float *vol, apt_error *err);
    weight x delta estimate, n = Z*Y*X each, and the number of angles added. Import replaces them. */
 void apt_approx_sums(const apt_approx *a, const double **sw, const double **swv, size_t *n);
 int apt_approx_import(apt_approx *a, const double *sw, const double *swv, size_t n, int angles, apt_error *err);
+
+APT_API_END
 
 #endif

@@ -8,6 +8,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_nn_axial_train {
     int planes, heads, K, axis; /* axis 0 = Z (NCDHW dim 2), 1 = Y, 2 = X; K = that extent */
@@ -34,5 +37,7 @@ int apt_nn_axial_train_fwd(const apt_nn_axial_train *a, const float *qkv, int B,
 int apt_nn_axial_train_bwd(const apt_nn_axial_train *a, const float *qkv, int B, int D, int H, int W,
                            const float *saved, const float *dy, float *dqkv, float *drel, float *dsim_w, float *dsim_b,
                            float *dout_w, float *dout_b, float *scratch, int threads, apt_error *err);
+
+APT_API_END
 
 #endif

@@ -8,6 +8,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_fft_plan apt_fft_plan;
 
@@ -39,5 +42,7 @@ void apt_fft_free(float *buf);
 /* FFTW wisdom (optional): reuse plans measured by an earlier run. Missing file on load is not an error. */
 int apt_fft_wisdom_load(const char *path, apt_error *err);
 int apt_fft_wisdom_save(const char *path, apt_error *err);
+
+APT_API_END
 
 #endif

@@ -7,6 +7,9 @@
 #define APTOMO_GEOMETRY_H
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_grid3 {
     int Z, Y, X;             /* voxels */
@@ -48,5 +51,7 @@ double apt_stack_air_mean(const apt_stack_geom *sg, const apt_grid3 *g, const fl
    (interleaved floats). */
 int apt_stack_project(const apt_grid3 *g, const float *delta, const float *beta, const apt_stack_geom *sg,
                       double wavelength_m, float *object, apt_error *err);
+
+APT_API_END
 
 #endif

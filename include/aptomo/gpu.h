@@ -4,6 +4,9 @@
 #define APTOMO_GPU_H
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Number of usable CUDA devices (0 when built without CUDA or when the driver finds none); describes why in err. */
 int apt_gpu_count(apt_error *err);
@@ -11,5 +14,7 @@ int apt_gpu_count(apt_error *err);
 int apt_gpu_name(char *buf, size_t len, apt_error *err);
 /* 1 if this build contains the CUDA backends. */
 int apt_gpu_compiled(void);
+
+APT_API_END
 
 #endif

@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Silence HDF5's automatic error printing on this thread: we report through apt_error instead. */
 void apt_h5io_quiet(void);
@@ -48,5 +51,7 @@ int apt_h5io_attr_f64(hid_t obj, const char *name, double v, apt_error *err);
 hid_t apt_h5io_complex64(void);
 /* Link creation property list that creates intermediate groups; caller closes. */
 hid_t apt_h5io_lcpl(void);
+
+APT_API_END
 
 #endif

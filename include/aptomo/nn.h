@@ -8,6 +8,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_nn_model apt_nn_model;
 
@@ -45,5 +48,7 @@ typedef int (*apt_nn_tensor_cb)(const char *name, apt_nn_kind kind, int rank, co
 int apt_nn_arch_tensors(const char *arch_json, apt_nn_tensor_cb cb, void *user, apt_error *err);
 /* "onednn" or "cudnn". */
 const char *apt_nn_backend_name(const apt_nn_model *m);
+
+APT_API_END
 
 #endif

@@ -6,6 +6,9 @@
 #define APTOMO_NN_TRAIN_H
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_nn_train apt_nn_train;
 
@@ -47,5 +50,7 @@ int apt_nn_train_save(const apt_nn_train *t, const char *path, int with_optimize
    never sees half a picture. */
 int apt_nn_train_plot(const char *png_path, const double *train, const double *test, int n, int best,
                       const char *title, apt_error *err);
+
+APT_API_END
 
 #endif
