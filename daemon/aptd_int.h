@@ -8,14 +8,15 @@
 #include <stdint.h>
 #include <zmq.h>
 
-#include "aptd.h"
 #include "aptomo/angle.h"
+#include "aptomo/approximant.h"
 #include "aptomo/clock.h"
 #include "aptomo/frame.h"
 #include "aptomo/geometry.h"
 #include "aptomo/scanmeta.h"
 #include "aptomo/stream.h"
 #include "aptomo/volume.h"
+#include "aptomod/aptd.h"
 #include "pool.h"
 #include "queue.h"
 

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "aptd.h"
 #include "aptomo/angle.h"
 #include "aptomo/config.h"
 #include "aptomo/endpoint.h"
@@ -19,6 +18,7 @@
 #include "aptomo/nn.h"
 #include "aptomo/tomo.h"
 #include "aptomo/volume.h"
+#include "aptomod/aptd.h"
 
 static int check_endpoint(const apt_config *cfg, const char *key, const char *ep, int mode, apt_error *err)
 {

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
-#include "aptd.h"
 #include "aptomo/clock.h"
 #include "aptomo/config.h"
 #include "aptomo/log.h"
+#include "aptomod/aptd.h"
 
 static volatile int stop_flag = 0;
 static volatile sig_atomic_t reload_flag = 0;

@@ -11,6 +11,7 @@
 
 #include "aptd_int.h"
 #include "aptomo/angle.h"
+#include "aptomo/approximant.h"
 #include "aptomo/geometry.h"
 #include "aptomo/log.h"
 #include "aptomo/preview.h"

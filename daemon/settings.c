@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "aptd.h"
 #include "aptomo/config.h"
 #include "aptomo/log.h"
 #include "aptomo/sim.h"
+#include "aptomod/aptd.h"
 
 #define COPY_STR(dst, key)                                                                                     \
     do {                                                                                                       \

@@ -1,4 +1,4 @@
-/* test_angle_proj.c - projections for the baselines (src/ptycho/angle_proj.c): the detector-width rule (edge
+/* test_angle_proj.c - projections for the baselines (src/angle/angle_proj.c): the detector-width rule (edge
  * angles, parity, range errors), and apt_angle_projection on a stack made by the forward model from a known
  * volume: its projection equals the projector's line integrals of that volume (same geometry, independent code),
  * a constant phase on the stack (what the data cannot fix) changes nothing, and unilluminated pixels are 0. */

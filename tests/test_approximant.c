@@ -6,6 +6,7 @@
  *   delta_m, dz_m}.
  *   test_approximant --bench            times apt_approx_add and apt_stack_project on the daemon's grid size
  *   (printed, never asserted). */
+#include "aptomo/approximant.h"
 #include "aptomo/geometry.h"
 
 #include <jansson.h>

@@ -1,12 +1,13 @@
-/* test_axial_train.c - the contract of src/nn/axial_train.h that the PyTorch cross-check (test_axial_train_ref.py,
- * through `aptomo kernel nn-axial-grad`, which always starts from zero gradients) does not see: parameter gradients
- * are ADDED to what the caller holds, dqkv is overwritten whatever it held, the running statistics move once per
- * forward, results (saved included) are the same bytes for 1, 3 and 64 threads in the library itself (scratch
- * sized per call), and refused shapes: the size functions return 0, fwd/bwd return APT_EINVAL with a message. */
+/* test_axial_train.c - the contract of include/aptomo/axial_train.h that the PyTorch cross-check
+ * (test_axial_train_ref.py, through `aptomo kernel nn-axial-grad`, which always starts from zero gradients) does not
+ * see: parameter gradients are ADDED to what the caller holds, dqkv is overwritten whatever it held, the running
+ * statistics move once per forward, results (saved included) are the same bytes for 1, 3 and 64 threads in the library
+ * itself (scratch sized per call), and refused shapes: the size functions return 0, fwd/bwd return APT_EINVAL with a
+ * message. */
 #include <math.h>
 
 #include "apt_test.h"
-#include "nn/axial_train.h"
+#include "aptomo/axial_train.h"
 
 enum { B = 2, P = 8, G = 2, D = 5, H = 7, W = 6, AX = 1, K = H, GP = P / G, L = 2 * K - 1 };
 #define NY ((size_t)B * P * D * H * W)
@@ -24,9 +25,9 @@ typedef struct grads {
 
 static float qkv[2 * NY], dy[NY], rel[2 * GP * L], sim_w[3 * G], sim_b[3 * G], out_w[2 * P], out_b[2 * P];
 
-static nn_axial_train layer(float *stats) /* stats: sim_rm, sim_rv, out_rm, out_rv */
+static apt_nn_axial_train layer(float *stats) /* stats: sim_rm, sim_rv, out_rm, out_rv */
 {
-    return (nn_axial_train){.planes = P, .heads = G, .K = K, .axis = AX, .rel = rel, .sim_w = sim_w,
+    return (apt_nn_axial_train){.planes = P, .heads = G, .K = K, .axis = AX, .rel = rel, .sim_w = sim_w,
                             .sim_b = sim_b, .out_w = out_w, .out_b = out_b, .sim_rm = stats,
                             .sim_rv = stats + 3 * G, .out_rm = stats + 6 * G, .out_rv = stats + 6 * G + 2 * P};
 }
@@ -37,17 +38,17 @@ static size_t saved_n;
 /* One fwd + bwd with `threads`; gradients added to *gr, dqkv and y overwritten. */
 static int step(int threads, float *stats, float *y, float *dqkv, grads *gr, apt_error *err)
 {
-    nn_axial_train a = layer(stats);
-    size_t ns = nn_axial_train_saved(&a, B, D, H, W), nw = nn_axial_train_scratch(&a, B, D, H, W, threads);
+    apt_nn_axial_train a = layer(stats);
+    size_t ns = apt_nn_axial_train_saved(&a, B, D, H, W), nw = apt_nn_axial_train_scratch(&a, B, D, H, W, threads);
     float *saved = malloc(ns * sizeof(float)), *scratch = malloc(nw * sizeof(float));
     int rc = saved && scratch ? APT_OK : APT_ENOMEM;
     free(saved_last);
     saved_last = saved, saved_n = ns;
     if (!rc)
-        rc = nn_axial_train_fwd(&a, qkv, B, D, H, W, y, saved, scratch, threads, err);
+        rc = apt_nn_axial_train_fwd(&a, qkv, B, D, H, W, y, saved, scratch, threads, err);
     if (!rc)
-        rc = nn_axial_train_bwd(&a, qkv, B, D, H, W, saved, dy, dqkv, gr->drel, gr->dsim_w, gr->dsim_b,
-                                gr->dout_w, gr->dout_b, scratch, threads, err);
+        rc = apt_nn_axial_train_bwd(&a, qkv, B, D, H, W, saved, dy, dqkv, gr->drel, gr->dsim_w, gr->dsim_b, gr->dout_w,
+                                    gr->dout_b, scratch, threads, err);
     free(scratch);
     return rc;
 }
@@ -117,21 +118,21 @@ int main(void)
     CHECK_MSG(moved, "running statistics after two forwards are not 0.9 old + 0.1 batch twice");
 
     /* refused shapes */
-    nn_axial_train a = layer(st2);
-    CHECK(nn_axial_train_saved(&a, B, D, H + 1, W) == 0);   /* extent along the axis is not K */
-    CHECK(nn_axial_train_scratch(&a, 0, D, H, W, 1) == 0);  /* no batch */
+    apt_nn_axial_train a = layer(st2);
+    CHECK(apt_nn_axial_train_saved(&a, B, D, H + 1, W) == 0);   /* extent along the axis is not K */
+    CHECK(apt_nn_axial_train_scratch(&a, 0, D, H, W, 1) == 0);  /* no batch */
     a.heads = 3;
-    CHECK(nn_axial_train_saved(&a, B, D, H, W) == 0);       /* heads do not divide planes */
+    CHECK(apt_nn_axial_train_saved(&a, B, D, H, W) == 0);       /* heads do not divide planes */
     a.heads = 4;
-    CHECK(nn_axial_train_saved(&a, B, D, H, W) > 0);        /* gp = 2 is fine */
+    CHECK(apt_nn_axial_train_saved(&a, B, D, H, W) > 0);        /* gp = 2 is fine */
     a.heads = 8;
-    CHECK(nn_axial_train_saved(&a, B, D, H, W) == 0);       /* gp = 1: q and k cannot take half each */
+    CHECK(apt_nn_axial_train_saved(&a, B, D, H, W) == 0);       /* gp = 1: q and k cannot take half each */
     a = layer(st2);
     apt_error e2 = {0};
-    CHECK(nn_axial_train_fwd(&a, qkv, B, D, H + 1, W, y2, NULL, NULL, 1, &e2) == APT_EINVAL && e2.msg[0]);
+    CHECK(apt_nn_axial_train_fwd(&a, qkv, B, D, H + 1, W, y2, NULL, NULL, 1, &e2) == APT_EINVAL && e2.msg[0]);
     a.K = 1;
     e2 = (apt_error){0};
-    CHECK(nn_axial_train_fwd(&a, qkv, 1, 1, 1, 1, y2, NULL, NULL, 1, &e2) == APT_EINVAL &&
+    CHECK(apt_nn_axial_train_fwd(&a, qkv, 1, 1, 1, 1, y2, NULL, NULL, 1, &e2) == APT_EINVAL &&
           strstr(e2.msg, "more than one value"));
     free(saved_last);
     APT_TEST_DONE();

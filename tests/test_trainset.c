@@ -1,4 +1,4 @@
-/* test_trainset.c - the data side of aptomo train (src/nn/trainset.c) against independent references: the patch
+/* test_trainset.c - the data side of aptomo train (tools/trainset.c) against independent references: the patch
  * grid (lateral starts = the inference tiler's, Z without overlap, every voxel covered), numpy-style reflection
  * against an explicitly mirrored sequence, padding and flips that keep a scale-2 target aligned with its
  * Approximant (a target that IS the nearest-upsampled Approximant stays so patch by patch), the input statistics
@@ -11,7 +11,7 @@
 #include "apt_test.h"
 #include "aptomo/metrics.h"
 #include "aptomo/tile.h"
-#include "nn/trainset.h"
+#include "trainset.h"
 
 /* numpy.pad(mode="reflect") index, built the slow way: walk the mirrored sequence 0..n-1, n-2..1, 0.. from 0. */
 static int walk_reflect(int i, int n)

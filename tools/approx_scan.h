@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "aptomo/angle.h"
+#include "aptomo/approximant.h"
 #include "aptomo/config.h"
 #include "aptomo/error.h"
 #include "aptomo/geometry.h"

@@ -69,6 +69,19 @@ int cli_check_writable(const char *path)
     return 0;
 }
 
+int cli_status(int rc, int phase)
+{
+    if (phase == CLI_SETUP)
+        return rc == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
+    return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
+}
+
+int cli_report(int rc, const apt_error *err, int phase)
+{
+    cli_error("%s", err->msg);
+    return cli_status(rc, phase);
+}
+
 int cli_check_output(const char *opt, const char *path)
 {
     if (!path || !cli_check_writable(path))

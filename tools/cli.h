@@ -8,6 +8,7 @@
 
 #include "aptomo/backend.h"
 #include "aptomo/clock.h"
+#include "aptomo/error.h"
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
@@ -88,6 +89,17 @@ int cli_dispatch(const char *cmd, const char *help, const cli_sub *subs, int arg
 
 /* "aptomo CMD: message" on stderr, CMD the command being parsed last (cli_init). For runtime and input faults. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- library errors -> exit status (cli.c): the one rule of every subcommand ---- */
+
+/* The exit status of a failed library call (rc < 0). CLI_RUN, once work is under way: input faults (APT_EINVAL,
+   APT_ERANGE: a value, file or shape the user gave) are usage errors, CLI_USAGE (2), the rest runtime failures,
+   CLI_FAIL (1). CLI_SETUP, while only reading what the user gave: every fault is the input's (an unreadable file
+   included) but running out of memory (APT_ENOMEM). */
+enum { CLI_RUN = 0, CLI_SETUP = 1 };
+int cli_status(int rc, int phase);
+/* cli_error("%s", err->msg), then cli_status(rc, phase): a failed call's message and the status to return. */
+int cli_report(int rc, const apt_error *err, int phase);
 
 /* ---- files, numbers, progress (cli.c) ---- */
 

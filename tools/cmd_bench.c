@@ -10,11 +10,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "aptd.h"
 #include "aptomo/codec.h"
 #include "aptomo/frame.h"
 #include "aptomo/log.h"
 #include "aptomo/stream.h"
+#include "aptomod/aptd.h"
 #include "bench.h"
 #include "cli.h"
 

@@ -111,12 +111,6 @@ static int parse(int argc, char **argv, ds_opts *o)
     return CLI_OK;
 }
 
-/* Input faults (config values, a manifest of other parameters) are usage errors; the rest runtime failures. */
-static int status_of(int rc)
-{
-    return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
-}
-
 /* a/b into buf[PATH_BUF]; -1 when it does not fit (cannot happen below MAX_DIR_LEN, checked anyway). */
 static int join(char *buf, const char *a, const char *b)
 {
@@ -334,7 +328,7 @@ int cmd_dataset(int argc, char **argv)
     int lock_fd = -1, status = CLI_OK, todo = 0, made = 0;
     if ((rc = load_base(&o, &cfg, &dp, &yaml, &err)) || (rc = open_dir(o.out, &dp, &lock_fd, &err))) {
         fprintf(stderr, "aptomo dataset: %s\n", err.msg);
-        status = !cfg || rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL; /* no config: bad input */
+        status = !cfg ? CLI_USAGE : cli_status(rc, CLI_RUN); /* no config: bad input */
         goto out;
     }
     if (!(ics = calloc((size_t)o.count, sizeof *ics))) {
@@ -376,7 +370,7 @@ int cmd_dataset(int argc, char **argv)
             cli_progress_clear(&bar);
             fprintf(stderr, "aptomo dataset: %s: %s\n", ic->name, err.msg);
             remove_ic_dir(tmp, NULL);
-            status = status_of(rc);
+            status = cli_status(rc, CLI_RUN); /* config values, a manifest of other parameters: input */
             goto out;
         }
         made++;

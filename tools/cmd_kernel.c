@@ -10,7 +10,7 @@
 
 #include "aptomo/ptycho.h"
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 #include "kernel.h"
 
 #define KERNEL_MAX_POSITIONS ((hsize_t)1 << 24)
@@ -229,7 +229,7 @@ static int kernel_ptycho_grad(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "aptomo kernel ptycho-grad: %s\n", err.msg);
         grad_in_free(&in);
-        return rc == APT_ENOMEM ? CLI_FAIL : CLI_USAGE;
+        return cli_status(rc, CLI_SETUP);
     }
     apt_ptycho *p = NULL;
     rc = apt_ptycho_new(&in.g, threads, APT_BACKEND_CPU, &p, &err);
@@ -239,7 +239,7 @@ static int kernel_ptycho_grad(int argc, char **argv)
         rc = apt_err(&err, APT_ENOMEM, "out of memory for the gradient");
     if (!rc)
         rc = apt_ptycho_loss_grad(p, in.probe, in.object, in.pos, in.meas, in.J, &loss, grad, NULL, &err);
-    int bad_input = rc == APT_EINVAL || rc == APT_ERANGE;
+    int bad_input = rc && cli_status(rc, CLI_RUN) == CLI_USAGE;
     if (!rc)
         rc = write_grad_out(paths[1], &in.g, loss, grad, &err);
     if (rc)

@@ -37,8 +37,7 @@ int cmd_keygen(int argc, char **argv)
         rc = apt_curve_write_pair(base, &kp, &err);
     memset(kp.sec, 0, sizeof kp.sec);
     if (rc) {
-        cli_error("%s", err.msg);
-        return rc == APT_EINVAL ? CLI_USAGE : CLI_FAIL;
+        return cli_report(rc, &err, CLI_RUN);
     }
     printf("%s\n", kp.pub);
     fprintf(stderr, "aptomo keygen: wrote %s.key (mode 0600, keep it secret) and %s.pub\n", base, base);

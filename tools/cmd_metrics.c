@@ -12,7 +12,7 @@
 #include "aptomo/metrics.h"
 #include "aptomo/volume.h"
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 #define MAX_PLOT_FILES 64
 
@@ -86,7 +86,7 @@ static int compare(const apt_volume *t, const char *tname, const apt_volume *r, 
     int rc = apt_metrics_compute(t->data, r->data, t->Z, t->Y, t->X, threads, m, &err);
     if (rc) {
         fprintf(stderr, "aptomo metrics: %s vs %s: %s\n", tname, rname, err.msg);
-        return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
+        return cli_status(rc, CLI_RUN);
     }
     return CLI_OK;
 }

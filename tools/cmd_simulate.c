@@ -28,12 +28,6 @@ static void on_angle(void *ctx, int done, int total)
     cli_progress_update(ctx, (uint64_t)done);
 }
 
-/* Input faults (bad config values, bad phantom file) are usage errors; the rest are runtime failures. */
-static int status_of(int rc)
-{
-    return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
-}
-
 int cmd_simulate(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -85,12 +79,12 @@ int cmd_simulate(int argc, char **argv)
     if ((rc = apt_sim_opts_from_config(cfg, &o, &err)) ||
         (rc = apt_sim_probe_from_config(cfg, o.photons, &probe, &M, &H, &W, &px, &err))) {
         fprintf(stderr, "aptomo simulate: %s: %s\n", config, err.msg);
-        status = status_of(rc);
+        status = cli_status(rc, CLI_RUN);
         goto done;
     }
     if (phantom && (rc = apt_sim_phantom_load(phantom, &o.grid, &delta, &beta, &err))) {
         fprintf(stderr, "aptomo simulate: %s\n", err.msg);
-        status = status_of(rc);
+        status = cli_status(rc, CLI_RUN);
         goto done;
     }
     cli_progress bar;
@@ -102,7 +96,7 @@ int cmd_simulate(int argc, char **argv)
         cli_progress_end(&bar);
     if (rc) {
         fprintf(stderr, "aptomo simulate: %s\n", err.msg);
-        status = status_of(rc);
+        status = cli_status(rc, CLI_RUN);
         unlink(out); /* never leave a half-written scan behind */
         goto done;
     }

@@ -1,6 +1,6 @@
 /* cmd_train.c - `aptomo train`: the APT network trained from volume pairs (docs/TRAINING.md). This file reads the
  * options, starts the trainer (random init as kernel nn-init, given weights, or a checkpoint), loads and splits the
- * data (src/nn/trainset.c) and, on --resume, makes sure the run continued is the run that wrote the checkpoint:
+ * data (tools/trainset.c) and, on --resume, makes sure the run continued is the run that wrote the checkpoint:
  * same data, same split, same options, since only then does a resumed run end with the same bytes as an
  * uninterrupted one. The epochs themselves are train_loop.c. */
 #include <errno.h>
@@ -383,9 +383,6 @@ static int patch_shape(train_opts *o, train_run *r, int scale[3], apt_error *err
     return APT_OK;
 }
 
-/* Before the first epoch every fault is in what was given (a file that cannot be read included), but memory. */
-static int status_of(int rc) { return rc == APT_ENOMEM ? CLI_FAIL : CLI_USAGE; }
-
 int cmd_train(int argc, char **argv)
 {
     train_opts o;
@@ -409,14 +406,11 @@ int cmd_train(int argc, char **argv)
     snprintf(r.eval_path, sizeof r.eval_path, "%s/eval.safetensors", r.tmpdir);
     int scale[3];
     if ((rc = start_trainer(&o, &r, &err)) || (o.resume && (rc = read_state(&r, &o, &state)) != 0)) {
-        if (rc < 0)
-            cli_error("%s", err.msg);
-        rc = rc < 0 ? status_of(rc) : rc;
+        rc = rc < 0 ? cli_report(rc, &err, CLI_SETUP) : rc; /* before the first epoch: what was given */
         goto out;
     }
     if ((rc = patch_shape(&o, &r, scale, &err))) {
-        cli_error("%s", err.msg);
-        rc = status_of(rc);
+        rc = cli_report(rc, &err, CLI_SETUP);
         goto out;
     }
     nn_ts_init(&s, o.patch, scale);
@@ -425,8 +419,7 @@ int cmd_train(int argc, char **argv)
     if ((rc = load_pairs(&o, &s, stored, &err)) ||
         (rc = nn_ts_split(&s, (int)o.test_pairs, o.test_fraction, o.seed, &err)) ||
         (rc = nn_ts_input_stats(&s, &r.mean, &r.std, &err))) {
-        cli_error("%s", err.msg);
-        rc = status_of(rc);
+        rc = cli_report(rc, &err, CLI_SETUP);
         goto out;
     }
     snprintf(r.input_json, sizeof r.input_json, "{\"mean\":%.17g,\"std\":%.17g}", r.mean, r.std);

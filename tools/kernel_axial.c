@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 #include "kernel.h"
-#include "nn/axial_train.h"
+#include "aptomo/axial_train.h"
 
 #define AXIAL_MAX_ELEMS ((size_t)1 << 30) /* floats of any one input, and of saved / scratch */
 
@@ -164,11 +164,11 @@ int kernel_nn_axial_grad(int argc, char **argv)
     int rc = read_in(paths[0], &in, &err), bad = rc != APT_OK;
     const hsize_t *q = in.qd;
     const int B = (int)q[0], D = (int)q[2], H = (int)q[3], W = (int)q[4], P = (int)q[1] / 2;
-    nn_axial_train a = {.planes = P, .heads = in.heads, .K = (int)q[2 + in.axis], .axis = in.axis};
+    apt_nn_axial_train a = {.planes = P, .heads = in.heads, .K = (int)q[2 + in.axis], .axis = in.axis};
     size_t ns = 0, nw = 0;
     if (!rc) {
-        ns = nn_axial_train_saved(&a, B, D, H, W);
-        nw = nn_axial_train_scratch(&a, B, D, H, W, threads);
+        ns = apt_nn_axial_train_saved(&a, B, D, H, W);
+        nw = apt_nn_axial_train_scratch(&a, B, D, H, W, threads);
         if (!ns || !nw || ns > AXIAL_MAX_ELEMS || nw > AXIAL_MAX_ELEMS)
             rc = apt_err(&err, APT_ERANGE, "%s: /qkv: the layer's saved tensors or scratch exceed %zu floats",
                          paths[0], AXIAL_MAX_ELEMS), bad = 1;
@@ -188,10 +188,10 @@ int kernel_nn_axial_grad(int argc, char **argv)
         memcpy(o[10], in.t[T_OUT_RV], 2 * (size_t)P * sizeof(float));
         a.rel = in.t[T_REL], a.sim_w = in.t[T_SIM_W], a.sim_b = in.t[T_SIM_B], a.out_w = in.t[T_OUT_W];
         a.out_b = in.t[T_OUT_B], a.sim_rm = o[7], a.sim_rv = o[8], a.out_rm = o[9], a.out_rv = o[10];
-        rc = nn_axial_train_fwd(&a, in.t[T_QKV], B, D, H, W, o[0], saved, scratch, threads, &err);
+        rc = apt_nn_axial_train_fwd(&a, in.t[T_QKV], B, D, H, W, o[0], saved, scratch, threads, &err);
         if (!rc)
-            rc = nn_axial_train_bwd(&a, in.t[T_QKV], B, D, H, W, saved, in.t[T_DY], o[1], o[2], o[3], o[4], o[5],
-                                    o[6], scratch, threads, &err);
+            rc = apt_nn_axial_train_bwd(&a, in.t[T_QKV], B, D, H, W, saved, in.t[T_DY], o[1], o[2], o[3], o[4], o[5],
+                                        o[6], scratch, threads, &err);
         if (rc == APT_EINVAL)
             apt_err_prefix(&err, rc, "%s: ", paths[0]), bad = 1;
     }

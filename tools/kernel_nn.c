@@ -10,7 +10,7 @@
 
 #include "aptomo/nn.h"
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 #include "kernel.h"
 #include "nn_init.h"
 

@@ -9,7 +9,7 @@
 
 #include "aptomo/nn_train.h"
 #include "cli.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 #include "kernel.h"
 
 #define STEP_MAX_ELEMS ((hsize_t)1 << 30)

@@ -8,7 +8,7 @@
 
 #include "aptomo/nn_train.h"
 #include "cli.h"
-#include "nn/trainset.h"
+#include "trainset.h"
 
 #define TRAIN_MAX_DATASETS 64
 #define TRAIN_PATH_MAX 4096

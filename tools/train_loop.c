@@ -12,7 +12,6 @@
 #include "aptomo/nn.h"
 #include "aptomo/safetensors.h"
 #include "aptomo/sim.h"
-#include "nn/trainplot.h"
 #include "train.h"
 
 #define TRAIN_STREAM 0x747261696e000000ULL /* "train" + epoch: the PRNG stream of an epoch's shuffle and flips */
@@ -212,7 +211,7 @@ static void plot(const train_run *r)
     apt_error err = {0};
     for (size_t i = 0; tr && te && i < n; i++)
         tr[i] = hist(r, i, "train_loss"), te[i] = hist(r, i, "test_npcc");
-    if (tr && te && nn_train_plot(r->o->plot, tr, te, (int)n, r->best, "aptomo train: NPCC loss", &err))
+    if (tr && te && apt_nn_train_plot(r->o->plot, tr, te, (int)n, r->best, "aptomo train: NPCC loss", &err))
         cli_error("%s (training goes on)", err.msg); /* a picture is not worth the run */
     free(tr);
     free(te);
@@ -323,8 +322,7 @@ int train_loop(train_run *r)
     free(b.y);
     free(b.out);
     if (rc) {
-        cli_error("%s", err.msg);
-        return rc == APT_EINVAL || rc == APT_ERANGE ? CLI_USAGE : CLI_FAIL;
+        return cli_report(rc, &err, CLI_RUN);
     }
     json_t *fin = json_pack("{s:s, s:i, s:o, s:{s:o, s:o}, s:s}", "output", r->o->out, "best_epoch", r->best,
                             "test_npcc", num(r->best_loss), "output_fit", "scale", num(scale), "offset", num(offset),

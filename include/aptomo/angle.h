@@ -9,7 +9,10 @@
 
 #include "aptomo/backend.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
 #include "aptomo/geometry.h"
+
+APT_API_BEGIN
 
 #define APT_ANGLE_MAX_ITERS 16
 
@@ -75,7 +78,7 @@ int apt_angle_reconstruct_scan(apt_angle_ctx *ctx, struct apt_scanfile *sf, uint
 int apt_angle_cfg_from_scan(struct apt_scanfile *sf, const struct apt_config *cfg, apt_angle_cfg *ac, float **probe,
                             float **truth, apt_error *err);
 
-/* --- projections for the classical baselines (src/ptycho/angle_proj.c, docs/TOMO.md "Scan-file input") ---- */
+/* --- projections for the classical baselines (src/angle/angle_proj.c, docs/TOMO.md "Scan-file input") ---- */
 
 /* Detector width for a centred [Z, X] slab (voxel units, rotation axis y) seen at the n angles: the smallest
    U >= X with U = X (mod 2) such that every voxel centre's x' = x cos + z sin plus one voxel of interpolation
@@ -118,5 +121,7 @@ void apt_angle_projs_free(apt_angle_projs *ps);
 int apt_angle_projs_write(const apt_angle_projs *ps, const char *path, const char *config_yaml, apt_error *err);
 /* volume_shape of a projections file: shape = [Z, Y, X], or {0, 0, 0} (APT_OK) when /exchange/data has none. */
 int apt_angle_proj_read_shape(const char *path, int shape[3], apt_error *err);
+
+APT_API_END
 
 #endif

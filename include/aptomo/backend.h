@@ -11,6 +11,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef enum apt_backend { APT_BACKEND_AUTO = 0, APT_BACKEND_CPU = 1, APT_BACKEND_GPU = 2 } apt_backend;
 
@@ -26,5 +29,7 @@ int apt_backend_resolve(apt_backend want, const char *module, int has_twin, apt_
 void apt_backend_fallback(const char *module, const char *why);
 /* Fallbacks so far in this process, with the latest one's "module: why" in last (may be NULL). */
 unsigned long apt_backend_fallbacks(char *last, size_t len);
+
+APT_API_END
 
 #endif

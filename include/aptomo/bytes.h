@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_bytes {
     uint8_t *data;
@@ -31,5 +34,7 @@ void apt_bytes_reset(apt_bytes *b);          /* len = 0, keeps the allocation */
 void apt_bytes_free(apt_bytes *b);
 void apt_parts_reset(apt_parts *p);           /* n = 0, every part's len = 0 */
 void apt_parts_free(apt_parts *p);
+
+APT_API_END
 
 #endif

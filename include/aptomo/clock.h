@@ -2,6 +2,12 @@
 #ifndef APTOMO_CLOCK_H
 #define APTOMO_CLOCK_H
 
+#include "aptomo/export.h"
+
+APT_API_BEGIN
+
 double apt_now(void);
+
+APT_API_END
 
 #endif

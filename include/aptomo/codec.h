@@ -8,6 +8,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_BSLZ4_HEADER 12u          /* BE u64 raw bytes + BE u32 block bytes */
 #define APT_BSLZ4_TARGET_BLOCK 8192u  /* bitshuffle's default block, in bytes */
@@ -71,5 +74,7 @@ int apt_lz4_decode_raw(const void *blob, size_t len, void *dst, size_t raw_bytes
 size_t apt_lz4_bound(size_t raw_bytes);
 int apt_lz4_encode_raw(const void *src, size_t raw_bytes, void *dst, size_t dst_cap, size_t *out_len,
                        apt_error *err);
+
+APT_API_END
 
 #endif

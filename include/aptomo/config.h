@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Bounds applied before anything is allocated. */
 #define APT_CONFIG_MAX_FILE_BYTES (1u << 20) /* a config file or one --set VALUE */
@@ -101,5 +104,7 @@ int apt_config_blame(const apt_config *cfg, const char *key, apt_error *err);
 
 /* The effective configuration as YAML (every key; loads back to an equal config). malloc'd; NULL on OOM. */
 char *apt_config_dump_yaml(const apt_config *cfg);
+
+APT_API_END
 
 #endif

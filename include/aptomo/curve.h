@@ -10,6 +10,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_CURVE_Z85 40               /* characters of one key in Z85 */
 #define APT_CURVE_MAX_CLIENTS 65536    /* keys in one client list */
@@ -36,5 +39,7 @@ int apt_curve_list_has(const unsigned char (*keys)[32], size_t n, const unsigned
 int apt_curve_write_pair(const char *base, const apt_curve_pair *kp, apt_error *err);
 /* A client socket (before connect): our pair from key_file, the server's public key from server_key_file. */
 int apt_curve_client(void *sock, const char *key_file, const char *server_key_file, apt_error *err);
+
+APT_API_END
 
 #endif

@@ -6,6 +6,10 @@
 
 #include <stddef.h>
 
+#include "aptomo/export.h"
+
+APT_API_BEGIN
+
 enum {
     APT_OK = 0,
     APT_EINVAL = -1,   /* bad argument or bad input value */
@@ -31,5 +35,7 @@ int apt_err(apt_error *err, int code, const char *fmt, ...) __attribute__((forma
 int apt_err_prefix(apt_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void apt_err_clear(apt_error *err);
 const char *apt_strerror(int code);
+
+APT_API_END
 
 #endif

@@ -9,6 +9,9 @@
 
 #include "aptomo/backend.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_fft_plan apt_fft_plan;
 
@@ -42,5 +45,7 @@ void apt_fft_free(float *buf);
 /* FFTW wisdom (optional): reuse plans measured by an earlier run. Missing file on load is not an error. */
 int apt_fft_wisdom_load(const char *path, apt_error *err);
 int apt_fft_wisdom_save(const char *path, apt_error *err);
+
+APT_API_END
 
 #endif

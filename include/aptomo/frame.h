@@ -7,7 +7,10 @@
 
 #include "aptomo/bytes.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
 #include "aptomo/stream.h"
+
+APT_API_BEGIN
 
 typedef struct apt_crop {
     uint32_t r0, c0; /* top-left corner in the detector frame */
@@ -27,5 +30,7 @@ int apt_frame_decode_crop(const apt_pixels *px, const apt_crop *c, const uint32_
 
 /* Decode a whole frame into dst (width*height*elem_size bytes, native element type). */
 int apt_frame_decode(const apt_pixels *px, void *dst, size_t dst_cap, apt_error *err);
+
+APT_API_END
 
 #endif

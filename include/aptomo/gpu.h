@@ -4,6 +4,9 @@
 #define APTOMO_GPU_H
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Number of usable CUDA devices (0 when built without CUDA or when the driver finds none); describes why in err. */
 int apt_gpu_count(apt_error *err);
@@ -17,5 +20,7 @@ int apt_gpu_compiled(void);
    when the driver refuses to pin that much). NULL when out of memory. Free with apt_gpu_host_free only. */
 void *apt_gpu_host_alloc(size_t bytes, int pinned);
 void apt_gpu_host_free(void *p);
+
+APT_API_END
 
 #endif

@@ -8,6 +8,9 @@
 #include <hdf5.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_H5Z_BITSHUFFLE 32008      /* bitshuffle (+ LZ4), kiyo-masui/bitshuffle */
 #define APT_H5Z_LZ4 32004             /* HDF5 LZ4 filter framing */
@@ -34,5 +37,7 @@ typedef enum {
 
 /* Classify a dataset creation property list's filter pipeline (raw chunk access needs to know the framing). */
 apt_h5pipe apt_h5filter_classify(hid_t dcpl);
+
+APT_API_END
 
 #endif

@@ -3,6 +3,10 @@
 #ifndef APTOMO_LOG_H
 #define APTOMO_LOG_H
 
+#include "aptomo/export.h"
+
+APT_API_BEGIN
+
 enum { APT_LOG_DEBUG = 0, APT_LOG_INFO = 1, APT_LOG_WARN = 2, APT_LOG_ERROR = 3 };
 
 void apt_log_set_level(int level);
@@ -14,5 +18,7 @@ void apt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 #define apt_info(...) apt_log(APT_LOG_INFO, __VA_ARGS__)
 #define apt_warn(...) apt_log(APT_LOG_WARN, __VA_ARGS__)
 #define apt_error_log(...) apt_log(APT_LOG_ERROR, __VA_ARGS__)
+
+APT_API_END
 
 #endif

@@ -7,6 +7,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Pearson correlation over n voxels (double accumulation); NaN if either input is constant. mask (may be NULL)
    restricts the sum to voxels with mask[i] != 0. */
@@ -70,5 +73,7 @@ void apt_metrics_free(apt_metrics *m);
    FSC resolution in voxels on the right axis). Points are drawn in order of n_angles. */
 int apt_metrics_plot(const char *png_path, const int *n_angles, const apt_metrics *m, int n, const char *title,
                      apt_error *err);
+
+APT_API_END
 
 #endif

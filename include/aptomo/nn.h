@@ -9,6 +9,9 @@
 
 #include "aptomo/backend.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_nn_model apt_nn_model;
 
@@ -47,5 +50,7 @@ int apt_nn_arch_tensors(const char *arch_json, apt_nn_tensor_cb cb, void *user, 
 /* Where the network runs (cpu or gpu), and the implementation: "onednn" or "cudnn". */
 apt_backend apt_nn_backend(const apt_nn_model *m);
 const char *apt_nn_backend_name(const apt_nn_model *m);
+
+APT_API_END
 
 #endif

@@ -6,6 +6,9 @@
 #define APTOMO_NN_TRAIN_H
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_nn_train apt_nn_train;
 
@@ -41,5 +44,13 @@ const char *apt_nn_train_meta(const apt_nn_train *t, const char *key);
    and step count (a checkpoint: PyTorch's strict load would refuse it, apt_nn_train_load resumes from it). Atomic. */
 int apt_nn_train_save(const apt_nn_train *t, const char *path, int with_optimizer, const char *const *meta,
                       apt_error *err);
+
+/* The loss-curve PNG of `aptomo train` (cairo): train[i], test[i] are the losses after epoch i + 1 (non-finite
+   values are skipped); best: the epoch (1-based) to mark, 0 for none. Written to PATH.tmp then renamed, so a reader
+   never sees half a picture. */
+int apt_nn_train_plot(const char *png_path, const double *train, const double *test, int n, int best,
+                      const char *title, apt_error *err);
+
+APT_API_END
 
 #endif

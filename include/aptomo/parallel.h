@@ -4,6 +4,10 @@
 #ifndef APTOMO_PARALLEL_H
 #define APTOMO_PARALLEL_H
 
+#include "aptomo/export.h"
+
+APT_API_BEGIN
+
 #define APT_PAR_MAX_THREADS 64
 
 typedef void (*apt_par_fn)(void *ctx, long lo, long hi);
@@ -17,5 +21,7 @@ void apt_par_for(apt_par_fn fn, void *ctx, long n, int threads);
    per-thread workspace by t and are reduced by the caller in task order (deterministic). tasks is capped at
    APT_PAR_MAX_THREADS. */
 void apt_par_tasks(apt_par_task_fn fn, void *ctx, int tasks);
+
+APT_API_END
 
 #endif

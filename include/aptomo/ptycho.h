@@ -10,6 +10,9 @@
 
 #include "aptomo/backend.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef struct apt_ptycho_geom {
     int M, H, W;          /* probe modes, probe window rows, cols (= detector crop) */
@@ -57,5 +60,7 @@ typedef struct apt_recon_opts {
    they are visited (before each batch's update). */
 int apt_ptycho_reconstruct(apt_ptycho *p, const float *probe, const float *patterns, const int32_t *pos, size_t J,
                            const apt_recon_opts *opts, float *object, double *loss_per_iter, apt_error *err);
+
+APT_API_END
 
 #endif

@@ -8,6 +8,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_ST_MAX_RANK 8
 #define APT_ST_MAX_HEADER ((uint64_t)64 << 20) /* 64 MiB of JSON is far beyond any real header */
@@ -49,5 +52,7 @@ int apt_st_writer_add(apt_st_writer *w, const char *name, apt_st_dtype dtype, in
 /* Write atomically (temp file + rename). */
 int apt_st_writer_save(apt_st_writer *w, const char *path, apt_error *err);
 void apt_st_writer_destroy(apt_st_writer **w);
+
+APT_API_END
 
 #endif

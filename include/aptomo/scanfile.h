@@ -11,6 +11,9 @@
 
 #include "aptomo/bytes.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Bounds checked before any allocation or dataset creation. */
 #define APT_SCAN_MAX_ANGLES 100000u
@@ -77,5 +80,7 @@ int apt_scanfile_write_ground_truth(apt_scanfile *sf, uint32_t Z, uint32_t Y, ui
 int apt_scanfile_has_ground_truth(apt_scanfile *sf);
 int apt_scanfile_ground_truth_dims(apt_scanfile *sf, uint32_t *Z, uint32_t *Y, uint32_t *X, apt_error *err);
 int apt_scanfile_read_ground_truth(apt_scanfile *sf, float *dst, double voxel_size_m[3], apt_error *err);
+
+APT_API_END
 
 #endif

@@ -8,6 +8,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef enum {
     APT_META_SERIES = 1,   /* angle and/or positions for a whole series (user_data, aptomo-scan-1.0) */
@@ -33,5 +36,7 @@ void apt_scanmeta_clear(apt_scanmeta *m);
 /* Format as JSON text (malloc'd, caller frees): SERIES as user_data form when htype is NULL, or with the given
    htype ("aptomo-scan-1.0"); POSITIONS as aptomo-pos-1.0; FRAME as {"pos_m": [...]}. */
 char *apt_scanmeta_format(const apt_scanmeta *m, const char *htype);
+
+APT_API_END
 
 #endif

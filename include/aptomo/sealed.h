@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_SEALED_MAX_HEADER (1u << 20)
 
@@ -34,5 +37,7 @@ void apt_sealed_close(apt_sealed **s);
 /* Test-only fault injection for the crash-safety tests: when the environment variable APTOMO_CRASH_AT is "WHERE"
    or "WHERE@N", the process kills itself (SIGKILL) the first (N-th) time it passes point WHERE. */
 void apt_crashpoint(const char *where);
+
+APT_API_END
 
 #endif

@@ -11,7 +11,10 @@
 
 #include "aptomo/config.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
 #include "aptomo/geometry.h"
+
+APT_API_BEGIN
 
 /* ---- seeded PRNG (xoshiro256**) and the samplers the simulator needs ---- */
 typedef struct apt_sim_rng {
@@ -147,5 +150,7 @@ typedef void (*apt_sim_progress_fn)(void *ctx, int done, int total);
 int apt_sim_write_scan(const apt_sim_opts *o, const float *probe, int M, int H, int W, const float *delta,
                        const float *beta, const char *out_path, apt_sim_progress_fn progress, void *ctx,
                        apt_error *err);
+
+APT_API_END
 
 #endif

@@ -10,7 +10,10 @@
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
 #include "aptomo/stream.h"
+
+APT_API_BEGIN
 
 #define APT_SPOOL_MAX_IMAGE_ID ((uint64_t)INT32_MAX)  /* frame index = image_id, bounded before extending */
 #define APT_SPOOL_MAX_SIDE 65536u
@@ -38,5 +41,7 @@ const char *apt_spool_path(const apt_spool *sp);
 uint64_t apt_spool_frames(const apt_spool *sp);   /* frames stored so far */
 /* Flush, close, free, set *sp to NULL (also on error). */
 int apt_spool_close(apt_spool **sp, apt_error *err);
+
+APT_API_END
 
 #endif

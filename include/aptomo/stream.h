@@ -10,6 +10,9 @@
 
 #include "aptomo/bytes.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 typedef enum { APT_MSG_NONE = 0, APT_MSG_START = 1, APT_MSG_IMAGE = 2, APT_MSG_END = 3 } apt_msg_type;
 
@@ -89,5 +92,7 @@ int apt_v2_encode(const apt_stream_msg *m, apt_bytes *out, apt_error *err);
 
 const char *apt_encoding_name_v1(apt_encoding enc, uint32_t elem_size); /* "bs16-lz4<", "lz4<", "<", ... */
 const char *apt_encoding_name(apt_encoding enc);                        /* "bslz4", "lz4", "h5lz4", "none" */
+
+APT_API_END
 
 #endif

@@ -7,6 +7,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Forward B patches x [B, pz, py, px] -> y [B, pz*fz, py*fy, px*fx]. Returns APT_OK or an error. */
 typedef int (*apt_tile_fn)(void *ctx, const float *x, int B, float *y, apt_error *err);
@@ -28,5 +31,7 @@ int apt_tile_run(const float *vol, int Z, int Y, int X, const apt_tile_spec *spe
 /* Patch start offsets along an axis of length n for patch p (50 % overlap; the last patch ends at n); n_out gets
    the count. Exposed for tests. */
 int apt_tile_starts(int n, int p, int *starts, int cap, int *n_out);
+
+APT_API_END
 
 #endif

@@ -12,6 +12,9 @@
 
 #include "aptomo/backend.h"
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_TOMO_MAX_SIDE 8192
 #define APT_TOMO_MAX_ANGLES 100000
@@ -81,5 +84,7 @@ int apt_sart(const apt_proj *p, const float *sino, const apt_iter_opts *o, float
 int apt_tv_fista(const apt_proj *p, const float *sino, const apt_iter_opts *o, float *vol, apt_error *err);
 /* |A|^2 = largest eigenvalue of A^T A, by power iteration (iters steps, deterministic start). */
 int apt_proj_norm2(const apt_proj *p, int iters, double *L, apt_error *err);
+
+APT_API_END
 
 #endif

@@ -7,6 +7,9 @@
 #include <stddef.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 #define APT_VOLUME_MAX_VOXELS ((size_t)1 << 32)
 
@@ -35,5 +38,7 @@ typedef struct apt_result {
 
 /* Write a result file (truncates). Written to PATH.tmp then renamed, so readers never see half a file. */
 int apt_result_write(const char *path, const apt_result *r, apt_error *err);
+
+APT_API_END
 
 #endif

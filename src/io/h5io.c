@@ -1,7 +1,7 @@
 /* h5io.c - checked HDF5 access for the scan file and the spool: each failure names the file and the dataset path,
  * and carries HDF5's own innermost reason. Existence is tested link by link first, so a missing group is reported
  * as missing instead of as an HDF5 stack dump. */
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 
 #include "aptomo/codec.h"
 #include "aptomo/h5filter.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 #define P_ENERGY "/entry/instrument/energy_keV"
 #define P_DIST "/entry/instrument/detector_distance_m"

@@ -16,7 +16,7 @@
 #include "aptomo/bytes.h"
 #include "aptomo/codec.h"
 #include "aptomo/h5filter.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 #define IDS_BATCH 1024
 /* Room kept under a file size limit for what closing writes (image ids, positions, attributes, chunk index):

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 int apt_volume_read(const char *path, const char *dataset, apt_volume *v, apt_error *err)
 {

@@ -1,18 +1,17 @@
 /* metrics.c - the five metrics of docs/METRICS.md in one call (what `aptomo metrics` and result files report),
- * plus the fork-join helper the metric kernels share. Inputs are validated here once (shape, finiteness) so the
- * kernels can assume clean data. */
+ * plus the fork-join helper the metric kernels share (on apt_par_tasks). Inputs are validated here once (shape,
+ * finiteness) so the kernels can assume clean data. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "aptomo/metrics.h"
+#include "aptomo/parallel.h"
 #include "metrics/metrics_int.h"
 
 int apt_metrics_nthreads(int threads, long max_useful)
 {
-    long nt = threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN);
+    long nt = apt_par_threads(threads);
     if (nt > APT_METRICS_MAX_THREADS)
         nt = APT_METRICS_MAX_THREADS;
     if (nt > max_useful)
@@ -20,18 +19,20 @@ int apt_metrics_nthreads(int threads, long max_useful)
     return nt < 1 ? 1 : (int)nt;
 }
 
+/* The kernels' workers take (t, nt); apt_par_tasks gives t, so nt rides along in the context. */
 typedef struct par_job {
     void (*fn)(void *, int, int);
     void *ctx;
-    int t, nt;
+    int nt;
 } par_job;
 
-static void *par_main(void *arg)
+static void par_task(void *arg, int t)
 {
     par_job *j = arg;
-    j->fn(j->ctx, j->t, j->nt);
-    return NULL;
+    j->fn(j->ctx, t, j->nt);
 }
+
+_Static_assert(APT_METRICS_MAX_THREADS <= APT_PAR_MAX_THREADS, "apt_par_tasks must run every metrics worker");
 
 int apt_metrics_parallel(int nt, void (*fn)(void *ctx, int t, int nt), void *ctx)
 {
@@ -39,20 +40,8 @@ int apt_metrics_parallel(int nt, void (*fn)(void *ctx, int t, int nt), void *ctx
         fn(ctx, 0, 1);
         return APT_OK;
     }
-    pthread_t th[APT_METRICS_MAX_THREADS];
-    par_job job[APT_METRICS_MAX_THREADS];
-    int started[APT_METRICS_MAX_THREADS] = {0};
-    for (int t = 1; t < nt; t++) {
-        job[t] = (par_job){fn, ctx, t, nt};
-        started[t] = pthread_create(&th[t], NULL, par_main, &job[t]) == 0;
-    }
-    fn(ctx, 0, nt);
-    for (int t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            fn(ctx, t, nt); /* no thread: same slice of work, on the caller */
-    }
+    par_job job = {fn, ctx, nt};
+    apt_par_tasks(par_task, &job, nt);
     return APT_OK;
 }
 

@@ -10,7 +10,7 @@
  * sv of plane n, 2n+1 = sve); after the lines: the inverse std (double) of sim_bn [3G] and out_bn [2P].
  * scratch: block partials (double), then ds = dL/d(summed logits) [lines][G][K][K] (bwd), coefficients (double),
  * then one tile of line buffers per worker. */
-#include "nn/axial_train.h"
+#include "aptomo/axial_train.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -43,7 +43,7 @@ static int add_ok(size_t *acc, size_t v)
 }
 
 /* Shapes and sizes; 0 on success, -1 for invalid parameters or sizes that overflow size_t. */
-static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo *g)
+static int geo_init(const apt_nn_axial_train *a, int B, int D, int H, int W, axt_geo *g)
 {
     if (!a || a->heads < 1 || a->planes < 1 || a->planes % a->heads || (a->planes / a->heads) % 2 || a->K < 1 ||
         a->axis < 0 || a->axis > 2 || B < 1 || D < 1 || H < 1 || W < 1 || a->planes > AXT_MAX || a->K > AXT_MAX)
@@ -75,7 +75,7 @@ static int geo_init(const nn_axial_train *a, int B, int D, int H, int W, axt_geo
     return mul_ok(&g->ds, G) && mul_ok(&g->ds, g->KK) ? 0 : -1;
 }
 
-size_t nn_axial_train_saved(const nn_axial_train *a, int B, int D, int H, int W)
+size_t apt_nn_axial_train_saved(const apt_nn_axial_train *a, int B, int D, int H, int W)
 {
     axt_geo g;
     size_t n;
@@ -85,7 +85,7 @@ size_t nn_axial_train_saved(const nn_axial_train *a, int B, int D, int H, int W)
     return mul_ok(&n, g.line_saved) && add_ok(&n, 2 * (3 * (size_t)g.G + 2 * (size_t)g.P)) ? n : 0;
 }
 
-size_t nn_axial_train_scratch(const nn_axial_train *a, int B, int D, int H, int W, int threads)
+size_t apt_nn_axial_train_scratch(const apt_nn_axial_train *a, int B, int D, int H, int W, int threads)
 {
     axt_geo g;
     if (geo_init(a, B, D, H, W, &g))
@@ -103,7 +103,7 @@ size_t nn_axial_train_scratch(const nn_axial_train *a, int B, int D, int H, int 
 enum { F_SIM_SUM, F_SIM_VAR, F_SOFTMAX, F_OUT_VAR, F_OUTPUT, B_OUT_SUM, B_SOFTMAX, B_SIM };
 
 typedef struct axt_run {
-    const nn_axial_train *a;
+    const apt_nn_axial_train *a;
     const axt_geo *g;
     int phase, nt;
     const float *qkv, *dy;
@@ -482,7 +482,7 @@ static void reduce_add(const axt_run *r, size_t i0, size_t n, float *acc)
 }
 
 /* Scratch regions; the double region is aligned inside the 2 spare floats. */
-static void run_init(axt_run *r, const nn_axial_train *a, const axt_geo *g, float *saved, float *scratch,
+static void run_init(axt_run *r, const apt_nn_axial_train *a, const axt_geo *g, float *saved, float *scratch,
                      int threads)
 {
     uintptr_t s = (uintptr_t)scratch;
@@ -494,7 +494,7 @@ static void run_init(axt_run *r, const nn_axial_train *a, const axt_geo *g, floa
     r->wscr = r->ds + g->ds;
 }
 
-static int check_args(const nn_axial_train *a, int B, int D, int H, int W, axt_geo *g, apt_error *err)
+static int check_args(const apt_nn_axial_train *a, int B, int D, int H, int W, axt_geo *g, apt_error *err)
 {
     if (geo_init(a, B, D, H, W, g))
         return apt_err(err, APT_EINVAL,
@@ -528,8 +528,8 @@ static void bn_finish(double *var_inv, const double *mean, size_t n, double coun
     }
 }
 
-int nn_axial_train_fwd(const nn_axial_train *a, const float *qkv, int B, int D, int H, int W, float *y, float *saved,
-                       float *scratch, int threads, apt_error *err)
+int apt_nn_axial_train_fwd(const apt_nn_axial_train *a, const float *qkv, int B, int D, int H, int W, float *y,
+                           float *saved, float *scratch, int threads, apt_error *err)
 {
     axt_geo g;
     int rc = check_args(a, B, D, H, W, &g, err);
@@ -562,9 +562,9 @@ int nn_axial_train_fwd(const nn_axial_train *a, const float *qkv, int B, int D, 
     return APT_OK;
 }
 
-int nn_axial_train_bwd(const nn_axial_train *a, const float *qkv, int B, int D, int H, int W, const float *saved,
-                       const float *dy, float *dqkv, float *drel, float *dsim_w, float *dsim_b, float *dout_w,
-                       float *dout_b, float *scratch, int threads, apt_error *err)
+int apt_nn_axial_train_bwd(const apt_nn_axial_train *a, const float *qkv, int B, int D, int H, int W,
+                           const float *saved, const float *dy, float *dqkv, float *drel, float *dsim_w, float *dsim_b,
+                           float *dout_w, float *dout_b, float *scratch, int threads, apt_error *err)
 {
     axt_geo g;
     int rc = check_args(a, B, D, H, W, &g, err);

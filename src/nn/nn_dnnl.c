@@ -5,11 +5,10 @@
  * handles. */
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "aptomo/parallel.h"
 #include "nn/nn_backend.h"
 #include "nn/nn_dnnl.h"
 
@@ -38,8 +37,7 @@ int nn_dnnl_ctx_new(void **ctxp, int threads, apt_error *err)
     *ctxp = c;
     if (!c)
         return apt_err(err, APT_ENOMEM, "out of memory");
-    long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    c->threads = threads > 0 ? threads : nc > 0 ? (int)nc : 1;
+    c->threads = apt_par_threads(threads);
     if (c->threads > NN_DNNL_MAX_THREADS)
         c->threads = NN_DNNL_MAX_THREADS;
     CK(dnnl_engine_create(&c->eng, dnnl_cpu, 0), "engine");
@@ -371,16 +369,20 @@ typedef struct axial_job {
     const apt_nn_tensor *qkv;
     apt_nn_tensor *y;
     int relu;
-    float *scratch;
-    size_t l0, l1;
+    float *scratch;   /* nt slots of scratch_per floats: task t owns slot t */
+    size_t scratch_per, lines;
+    int nt;
 } axial_job;
 
-static void *axial_worker(void *arg)
+/* Task t: its contiguous share of the attention lines, in its own scratch slot. */
+static void axial_task(void *arg, int t)
 {
     axial_job *j = arg;
-    apt_nn_axial_cpu_range(j->p, j->qkv, j->relu, j->y, j->scratch, j->l0, j->l1, 1);
-    return NULL;
+    apt_nn_axial_cpu_range(j->p, j->qkv, j->relu, j->y, j->scratch + (size_t)t * j->scratch_per,
+                           j->lines * (size_t)t / j->nt, j->lines * (size_t)(t + 1) / j->nt, 1);
 }
+
+_Static_assert(MAX_THREADS <= APT_PAR_MAX_THREADS, "apt_par_tasks must run every attention task");
 
 static int cpu_axial(void *ctx, apt_nn_prim **c, const apt_nn_tensor *qkv, const apt_nn_axial_params *ap, int relu,
                      apt_nn_tensor *y, apt_error *err)
@@ -404,21 +406,10 @@ static int cpu_axial(void *ctx, apt_nn_prim **c, const apt_nn_tensor *qkv, const
     }
     size_t lines = (size_t)qkv->n * qkv->d * qkv->h * qkv->w / (size_t)K;
     int nt = (size_t)cx->threads < lines ? cx->threads : (int)lines;
-    axial_job jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int t = 0; t < nt; t++) {
-        jobs[t] = (axial_job){ap, qkv, y, relu, p->scratch + (size_t)t * p->scratch_per, lines * (size_t)t / nt,
-                              lines * (size_t)(t + 1) / nt};
-        started[t] = t > 0 && !pthread_create(&tid[t], NULL, axial_worker, &jobs[t]);
-        if (t > 0 && !started[t])
-            axial_worker(&jobs[t]); /* no thread to be had: do it here */
+    if (nt > 0) {
+        axial_job job = {ap, qkv, y, relu, p->scratch, p->scratch_per, lines, nt};
+        apt_par_tasks(axial_task, &job, nt);
     }
-    if (nt > 0)
-        axial_worker(&jobs[0]);
-    for (int t = 1; t < nt; t++)
-        if (started[t])
-            pthread_join(tid[t], NULL);
     return APT_OK;
 }
 

@@ -16,7 +16,7 @@
 #include "aptomo/parallel.h"
 #include "aptomo/safetensors.h"
 #include "nn/arch.h"
-#include "nn/axial_train.h"
+#include "aptomo/axial_train.h"
 #include "nn/train_backend.h"
 #include "nn/train_int.h"
 

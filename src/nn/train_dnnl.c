@@ -6,11 +6,11 @@
  * order: the same bytes for any --threads. */
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "aptomo/parallel.h"
 #include "nn/nn_dnnl.h"
 #include "nn/train_backend.h"
 
@@ -19,6 +19,7 @@ extern void omp_set_num_threads(int n);
 
 #define TMAXM 4
 #define TMAX_WORKERS NN_DNNL_MAX_THREADS
+_Static_assert(TMAX_WORKERS <= APT_PAR_MAX_THREADS, "apt_par_tasks must run every backward-weights worker");
 
 typedef nn_dnnl_ctx tctx;
 
@@ -325,10 +326,10 @@ typedef struct bww_job {
     apt_error err;
 } bww_job;
 
-/* Samples w, w + nw, ... of the batch, each into its own partial gradient, on one OpenMP thread. */
-static void *bww_worker(void *arg)
+/* Worker w: samples w, w + nw, ... of the batch, each into its own partial gradient, on one OpenMP thread. */
+static void bww_task(void *arg, int w)
 {
-    bww_job *j = arg;
+    bww_job *j = (bww_job *)arg + w;
     apt_nn_tprim *p = j->p;
     omp_set_num_threads(1);
     size_t xs = (size_t)j->x->c * j->x->d * j->x->h * j->x->w, ys = (size_t)j->dy->c * j->dy->d * j->dy->h * j->dy->w;
@@ -338,7 +339,6 @@ static void *bww_worker(void *arg)
         if (conv_exec(p->p, wk->st, wk->a, p->arg, h, wk->sp) != dnnl_success)
             j->rc = apt_err(&j->err, APT_EINVAL, "oneDNN: convolution backward weights failed");
     }
-    return NULL;
 }
 
 static int bww_build(tctx *cx, apt_nn_tprim **c, const int *key, const apt_nn_tensor *x, const apt_nn_tensor *dy,
@@ -416,22 +416,15 @@ static int t_conv_bwd_weights(void *ctx, apt_nn_tprim **c, const apt_nn_tensor *
     }
     int nw = cx->threads < x->n ? cx->threads : x->n;
     bww_job jobs[TMAX_WORKERS];
-    pthread_t tid[TMAX_WORKERS];
-    int started[TMAX_WORKERS] = {0};
-    for (int w = 0; w < nw; w++) {
+    for (int w = 0; w < nw; w++)
         jobs[w] = (bww_job){.p = p, .x = x, .dy = dy, .w = w, .nw = nw};
-        started[w] = !pthread_create(&tid[w], NULL, bww_worker, &jobs[w]);
-        if (!started[w])
-            bww_worker(&jobs[w]); /* on this thread: it has its own OpenMP setting, so restore it below */
-    }
+    /* worker 0 runs on this thread, which keeps its own OpenMP setting: restore it below */
+    apt_par_tasks(bww_task, jobs, nw);
     omp_set_num_threads(cx->threads);
     int rc = APT_OK;
-    for (int w = 0; w < nw; w++) {
-        if (started[w])
-            pthread_join(tid[w], NULL);
-        if (!rc && jobs[w].rc)
+    for (int w = 0; !rc && w < nw; w++)
+        if (jobs[w].rc)
             rc = jobs[w].rc, *err = jobs[w].err;
-    }
     if (rc)
         return rc;
     for (int b = 0; b < x->n; b++) /* in sample order, whatever the thread count */

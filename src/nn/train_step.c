@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/axial_train.h"
+#include "aptomo/axial_train.h"
 #include "nn/train_int.h"
 
 /* ---- plan ---- */
@@ -138,8 +138,8 @@ static int plan(apt_nn_train *t, int B, int Z, int Y, int X, apt_error *err)
         int o = act_new(&b, a->planes, S[3]);
         tnode *n = node_add(&b, N_ATTN, u, q, o);
         if (n) {
-            nn_axial_train at = {.planes = a->planes, .heads = a->heads, .K = a->size[i], .axis = i};
-            size_t ns = nn_axial_train_saved(&at, B, S[3][0], S[3][1], S[3][2]);
+            apt_nn_axial_train at = {.planes = a->planes, .heads = a->heads, .K = a->size[i], .axis = i};
+            size_t ns = apt_nn_axial_train_saved(&at, B, S[3][0], S[3][1], S[3][2]);
             if (!(n->saved = malloc((ns ? ns : 1) * sizeof(float))))
                 b.ok = 0;
         }
@@ -167,8 +167,8 @@ static int plan(apt_nn_train *t, int B, int Z, int Y, int X, apt_error *err)
         if (apt_nn_numel(&t->act[i].t) > big)
             big = apt_nn_numel(&t->act[i].t);
     for (int i = 0; i < 3; i++) {
-        nn_axial_train at = {.planes = a->planes, .heads = a->heads, .K = a->size[i], .axis = i};
-        size_t n = nn_axial_train_scratch(&at, B, S[3][0], S[3][1], S[3][2], t->threads);
+        apt_nn_axial_train at = {.planes = a->planes, .heads = a->heads, .K = a->size[i], .axis = i};
+        size_t n = apt_nn_axial_train_scratch(&at, B, S[3][0], S[3][1], S[3][2], t->threads);
         if (n > sc_need)
             sc_need = n;
     }
@@ -186,10 +186,10 @@ static int plan(apt_nn_train *t, int B, int Z, int Y, int X, apt_error *err)
 
 /* ---- forward and backward ---- */
 
-static nn_axial_train attn_of(apt_nn_train *t, int u)
+static apt_nn_axial_train attn_of(apt_nn_train *t, int u)
 {
     const nn_unit *nu = &t->units[u].u;
-    return (nn_axial_train){.planes = t->a.planes, .heads = t->a.heads, .K = nu->K, .axis = nu->axis,
+    return (apt_nn_axial_train){.planes = t->a.planes, .heads = t->a.heads, .K = nu->K, .axis = nu->axis,
                             .rel = t->P + nn_uoff(t, u, 0), .sim_w = t->P + nn_uoff(t, u, 1),
                             .sim_b = t->P + nn_uoff(t, u, 2), .sim_rm = t->S + nn_uoff(t, u, 3),
                             .sim_rv = t->S + nn_uoff(t, u, 4), .out_w = t->P + nn_uoff(t, u, 6),
@@ -225,9 +225,9 @@ static int forward(apt_nn_train *t, apt_error *err)
                 y->data[k] = x->data[k] > 0 ? x->data[k] : 0.0f;
             break;
         case N_ATTN: {
-            nn_axial_train at = attn_of(t, n->unit);
-            rc = nn_axial_train_fwd(&at, x->data, x->n, x->d, x->h, x->w, y->data, n->saved, t->scratch,
-                                    t->threads, err);
+            apt_nn_axial_train at = attn_of(t, n->unit);
+            rc = apt_nn_axial_train_fwd(&at, x->data, x->n, x->d, x->h, x->w, y->data, n->saved, t->scratch, t->threads,
+                                        err);
             break;
         }
         }
@@ -290,11 +290,11 @@ static int backward(apt_nn_train *t, apt_error *err)
             nn_add(t->act[n->in].g, gy, apt_nn_numel(y));
             break;
         case N_ATTN: {
-            nn_axial_train at = attn_of(t, n->unit);
-            rc = nn_axial_train_bwd(&at, x->data, x->n, x->d, x->h, x->w, n->saved, gy, t->tmp,
-                                    t->G + nn_uoff(t, n->unit, 0), t->G + nn_uoff(t, n->unit, 1),
-                                    t->G + nn_uoff(t, n->unit, 2), t->G + nn_uoff(t, n->unit, 6),
-                                    t->G + nn_uoff(t, n->unit, 7), t->scratch, t->threads, err);
+            apt_nn_axial_train at = attn_of(t, n->unit);
+            rc = apt_nn_axial_train_bwd(&at, x->data, x->n, x->d, x->h, x->w, n->saved, gy, t->tmp,
+                                        t->G + nn_uoff(t, n->unit, 0), t->G + nn_uoff(t, n->unit, 1),
+                                        t->G + nn_uoff(t, n->unit, 2), t->G + nn_uoff(t, n->unit, 6),
+                                        t->G + nn_uoff(t, n->unit, 7), t->scratch, t->threads, err);
             if (!rc)
                 acc_tmp(t, n->in);
             break;

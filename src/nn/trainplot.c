@@ -1,6 +1,6 @@
 /* trainplot.c - loss curves of `aptomo train` with cairo, in the look of aptomo metrics --plot: the y range follows
  * the data (NPCC lives in [-1, 1] but a run spends it near one end), epochs on x, the best epoch as a dashed line. */
-#include "nn/trainplot.h"
+#include "aptomo/nn_train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -35,8 +35,8 @@ static void curve(cairo_t *cr, const double *v, int n, double L, double T, doubl
     }
 }
 
-int nn_train_plot(const char *png_path, const double *train, const double *test, int n, int best, const char *title,
-                  apt_error *err)
+int apt_nn_train_plot(const char *png_path, const double *train, const double *test, int n, int best,
+                      const char *title, apt_error *err)
 {
     if (!png_path || n < 1)
         return apt_err(err, APT_EINVAL, "loss plot: no epoch to plot");

@@ -12,7 +12,7 @@
 
 #include "aptomo/fft.h"
 #include "aptomo/sim.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 #define FIT_FRACTION 0.8    /* the defocused beam must stay within this fraction of the window */
 #define GS_MIN_NORM 1e-6    /* relative residual below which a mode is linearly dependent on the previous ones */

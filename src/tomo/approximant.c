@@ -2,6 +2,7 @@
  * -arg(O)/(k dz), rotated back onto the sample grid and accumulated as weighted sums in double. Sums (not a running
  * mean) make the result independent of the order of angles up to rounding, and let weight-0 voxels stay out of
  * the mean. One add walks every voxel once (linear in z', bilinear in y, x'), z-y rows spread over pthreads. */
+#include "aptomo/approximant.h"
 #include "aptomo/geometry.h"
 #include "aptomo/parallel.h"
 

@@ -1,14 +1,18 @@
-/* h5io.h - private HDF5 helpers shared by the scan file and the spool: checked dataset opening (every missing link
- * and every wrong rank/dims/dtype becomes an apt_error naming "file: /path"), small typed readers/writers, and the
- * innermost HDF5 error message appended to ours. HDF5's own stack printing is turned off on the calling thread. */
-#ifndef APTOMO_IO_H5IO_H
-#define APTOMO_IO_H5IO_H
+/* h5io.h - HDF5 helpers shared by the scan file, the spool and the CLI's HDF5 commands: checked dataset opening
+ * (every missing link and every wrong rank/dims/dtype becomes an apt_error naming "file: /path"), small typed
+ * readers/writers, and the innermost HDF5 error message appended to ours. HDF5's own stack printing is turned off on
+ * the calling thread. Implemented in src/io/h5io.c. */
+#ifndef APTOMO_H5IO_H
+#define APTOMO_H5IO_H
 
 #include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "aptomo/error.h"
+#include "aptomo/export.h"
+
+APT_API_BEGIN
 
 /* Silence HDF5's automatic error printing on this thread: we report through apt_error instead. */
 void apt_h5io_quiet(void);
@@ -47,5 +51,7 @@ int apt_h5io_attr_f64(hid_t obj, const char *name, double v, apt_error *err);
 hid_t apt_h5io_complex64(void);
 /* Link creation property list that creates intermediate groups; caller closes. */
 hid_t apt_h5io_lcpl(void);
+
+APT_API_END
 
 #endif

@@ -12,7 +12,7 @@
 #include "aptomo/angle.h"
 #include "aptomo/tomo.h"
 #include "aptomo/volume.h"
-#include "io/h5io.h"
+#include "aptomo/h5io.h"
 
 int apt_angle_proj_width(int Z, int X, const double *theta_deg, int n)
 {

@@ -3,7 +3,7 @@
  * them; Z is tiled without overlap (for the full-size arch one patch holds the whole IC thickness). Short axes are
  * reflection-padded like the tiler does, the target following its Approximant voxel by voxel at any scale. The test
  * split is checked, not trusted: a test patch may not share a voxel with a training patch of the same source. */
-#include "nn/trainset.h"
+#include "trainset.h"
 
 #include <jansson.h>
 #include <libgen.h>

@@ -1,6 +1,8 @@
 /* aptd.h - the aptomod core as a library: settings, lifecycle, statistics. main.c wraps it with the config file,
  * signals and systemd; `aptomo bench ingest` and the tests drive it in-process. No physics here: complete angles
- * are handed to the reconstruction stage (src/) through aptd_recon. */
+ * are handed to the reconstruction stage (src/) through aptd_recon. The daemon's public face (include/aptomod/, beside
+ * libaptomo's include/aptomo/): the CLI includes this, never the daemon's private headers (unit tests may). It is not
+ * installed, since the daemon's core is not a library users link. */
 #ifndef APTD_H
 #define APTD_H
 

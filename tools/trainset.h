@@ -2,8 +2,8 @@
  * target), the patch grid cut from them (50 % lateral overlap, Z without overlap, reflection padding), the test split
  * (whole pairs, or a lateral band of a lone pair) with its no-overlap check, the input statistics, and patch
  * extraction with flips. Everything is deterministic in its inputs and the seed. */
-#ifndef APTOMO_NN_TRAINSET_H
-#define APTOMO_NN_TRAINSET_H
+#ifndef APTOMO_TOOLS_TRAINSET_H
+#define APTOMO_TOOLS_TRAINSET_H
 
 #include <stddef.h>
 #include <stdint.h>
