@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "aptomo/angle.h"
+#include "aptomo/backend.h"
 #include "aptomo/config.h"
 #include "aptomo/endpoint.h"
 #include "aptomo/geometry.h"
@@ -145,7 +146,7 @@ static int check_refine(const apt_config *cfg, const aptd_settings *s, apt_error
     if (s->model_weights[0]) {
         apt_nn_model *m = NULL;
         int patch[3];
-        rc = apt_nn_load(s->model_weights, 1, &m, err);
+        rc = apt_nn_load_backend(s->model_weights, 1, APT_BACKEND_CPU, &m, err); /* the file, not the device */
         if (!rc)
             rc = apt_nn_patch_shape(m, patch, scale, err);
         apt_nn_destroy(&m);
@@ -168,9 +169,20 @@ static int check_refine(const apt_config *cfg, const aptd_settings *s, apt_error
     return APT_OK;
 }
 
+/* compute.backend gpu is a promise the machine must keep before the first angle arrives, not at it. */
+static int check_compute(const apt_config *cfg, const aptd_settings *s, apt_error *err)
+{
+    apt_backend got;
+    if (apt_backend_resolve((apt_backend)s->backend, "compute", 1, &got, err))
+        return apt_config_blame(cfg, "compute.backend", err);
+    return APT_OK;
+}
+
 int aptd_settings_check(const apt_config *cfg, const aptd_settings *s, apt_error *err)
 {
     int rc = check_endpoints(cfg, s, err);
+    if (!rc)
+        rc = check_compute(cfg, s, err);
     if (!rc)
         rc = check_storage(cfg, s->storage_dir, err);
     if (!rc && s->probe)

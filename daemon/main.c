@@ -11,10 +11,26 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "aptomo/backend.h"
 #include "aptomo/clock.h"
 #include "aptomo/config.h"
+#include "aptomo/gpu.h"
 #include "aptomo/log.h"
 #include "aptomod/aptd.h"
+
+/* Where the compute will run, said once at start (the backend rule logs only fallbacks after this). */
+static void log_compute(int backend)
+{
+    apt_error e = {0};
+    char name[128] = "";
+    if (backend != APT_BACKEND_CPU && apt_gpu_count(&e) > 0 && !apt_gpu_name(name, sizeof name, NULL))
+        apt_info("compute.backend %s: on the GPU (%s) where a part has a CUDA twin (status backends)",
+                 apt_backend_name((apt_backend)backend), name);
+    else
+        apt_info("compute.backend %s: on the cpu%s%s%s", apt_backend_name((apt_backend)backend),
+                 backend == APT_BACKEND_CPU ? "" : " (", backend == APT_BACKEND_CPU ? "" : e.msg,
+                 backend == APT_BACKEND_CPU ? "" : ")");
+}
 
 static volatile int stop_flag = 0;
 static volatile sig_atomic_t reload_flag = 0;
@@ -203,6 +219,7 @@ int main(int argc, char **argv)
 
     apt_log_set_level(s.log_level);
     apt_info("aptomod %s starting with %s", APTOMO_VERSION, config);
+    log_compute(s.backend);
     aptd *d = NULL;
     if (aptd_start(&s, &d, &err) != APT_OK) {
         apt_error_log("start failed: %s", err.msg);

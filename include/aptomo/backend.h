@@ -22,7 +22,7 @@ int apt_backend_parse(const char *s, apt_backend *out, apt_error *err);
 const char *apt_backend_name(apt_backend b);
 
 /* Decide where one module runs. has_twin: this build has the module's GPU implementation. got is CPU or GPU. auto
-   without a GPU logs once per module (info) why it runs on the CPU; gpu without one fails with the reason. */
+   without a GPU logs once per module (debug) why it runs on the CPU; gpu without one fails with the reason. */
 int apt_backend_resolve(apt_backend want, const char *module, int has_twin, apt_backend *got, apt_error *err);
 
 /* A GPU operation failed and the CPU redid it: warning in the log, counted. */

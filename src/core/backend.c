@@ -11,7 +11,7 @@
 static pthread_mutex_t fb_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long fb_count;
 static char fb_last[256];
-/* modules already told (once each) that auto chose the CPU: a small fixed set of string literals */
+/* modules already told (once each, at debug level) that auto chose the CPU: a small fixed set of string literals */
 static const char *told[16];
 
 int apt_backend_parse(const char *s, apt_backend *out, apt_error *err)
@@ -43,8 +43,8 @@ static void tell_once(const char *module, const char *why)
     if (!seen && slot >= 0)
         told[slot] = module; /* module names are string literals */
     pthread_mutex_unlock(&fb_lock);
-    if (!seen)
-        apt_info("%s: backend auto runs on the cpu (%s)", module, why);
+    if (!seen) /* a resolution, not a fallback: the daemon states its choice at start, commands stay quiet */
+        apt_debug("%s: backend auto runs on the cpu (%s)", module, why);
 }
 
 int apt_backend_resolve(apt_backend want, const char *module, int has_twin, apt_backend *got, apt_error *err)
