@@ -336,13 +336,17 @@ static int plan_for(cu_state *st, size_t nb, cufftHandle *out, apt_error *err)
                        "ptycho (CUDA): cuFFT cannot plan %zu x %d transforms of %d x %d (cufftResult %d)", nb,
                        st->g.M, st->g.H, st->g.W, (int)r);
     }
-    slot->count = (int)nb;
-    slot->used = ++st->tick;
     int rc = work_area(st, ws > 256 ? ws : 256, err);
     if (!rc && cufftSetWorkArea(slot->h, st->fftwork) != CUFFT_SUCCESS)
         rc = apt_err(err, APT_ENODEV, "ptycho (CUDA): cuFFT set work area failed");
+    if (rc) { /* never cache a plan without its work area */
+        cufftDestroy(slot->h);
+        return rc;
+    }
+    slot->count = (int)nb;
+    slot->used = ++st->tick;
     *out = slot->h;
-    return rc;
+    return APT_OK;
 }
 
 static void cu_fini(apt_ptycho *p)
