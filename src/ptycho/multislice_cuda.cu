@@ -26,6 +26,8 @@ extern "C" {
 #define CU_MAX_LANES 65536   /* illumination max: first-level lanes */
 #define CU_MAX_PASSES 10001  /* loss accumulators: apt_ptycho_reconstruct allows 10000 iterations */
 #define CU_PINNED_MAX ((size_t)1 << 30) /* pinned staging, both buffers together */
+#define CU_BATCH_BYTES ((size_t)8 << 30) /* per-position buffers of a batch: beyond this, more positions per batch
+                                            gain little and would crowd out the network on the same device */
 
 typedef struct cu_geo {
     int M, H, W, Nx;
@@ -66,6 +68,12 @@ typedef struct cu_state {
 } cu_state;
 
 /* ---- kernels ---- */
+
+/* Kernel launches go through LAUNCH so that a serial CPU emulation of the CUDA runtime (tests/gpu/emu/, used by
+   tests/test_ptycho_cuda_emu.py where there is no GPU) can run this file's host and kernel code unchanged. */
+#ifndef APT_CUDA_EMULATION
+#define LAUNCH(kernel, grid, block, stream, ...) kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif
 
 #define GRID_STRIDE(i, n)                                                                                            \
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
@@ -457,6 +465,8 @@ static int cu_init(apt_ptycho *p, apt_error *err)
     size_t budget = fr / 10 * 8 > fixed ? fr / 10 * 8 - fixed : 0, cap = budget / per;
     if (cap > CU_MAX_BATCH)
         cap = CU_MAX_BATCH;
+    if (cap > 1 && cap * per > CU_BATCH_BYTES)
+        cap = CU_BATCH_BYTES / per > 1 ? CU_BATCH_BYTES / per : 1;
     if (cap > CU_PINNED_MAX / (2 * g->hw * sizeof(float)))
         cap = CU_PINNED_MAX / (2 * g->hw * sizeof(float));
     if (cap * (size_t)g->M > INT_MAX)
@@ -535,20 +545,20 @@ static int run_batch(cu_state *st, const cu_job *jb, size_t k0, size_t nb, apt_e
     /* forward: psi_{l+1} = F^-1[F[psi_l o_l] prop], kept for the backward pass; the exit wave's F into work */
     for (int l = 0; l < L; l++) {
         float2 *dst = l + 1 < L ? SLOT(l + 1) : st->work;
-        k_window<<<grid2(g.hw, rows), TPB, 0, cs>>>(dst, SLOT(l), l == 0, st->object + l * st->slice, pos, g);
+        LAUNCH(k_window, grid2(g.hw, rows), TPB, cs, dst, SLOT(l), l == 0, st->object + l * st->slice, pos, g);
         FFT_CK(cufftExecC2C(plan, dst, dst, CUFFT_FORWARD), "forward transform");
         if (l + 1 < L) {
-            k_prop<<<grid2(g.hw, rows), TPB, 0, cs>>>(dst, st->prop, g, 1.0f);
+            LAUNCH(k_prop, grid2(g.hw, rows), TPB, cs, dst, st->prop, g, 1.0f);
             FFT_CK(cufftExecC2C(plan, dst, dst, CUFFT_INVERSE), "inverse transform");
         }
     }
     int backward = jb->meas && (jb->want_gobj || jb->want_gprobe);
-    k_farfield<<<grid2(g.hw, nb), TPB, 0, cs>>>(st->work, st->meas[buf], jb->meas ? NULL : st->inten, st->lpix, g,
-                                               backward);
+    LAUNCH(k_farfield, grid2(g.hw, nb), TPB, cs, st->work, st->meas[buf], jb->meas ? NULL : st->inten, st->lpix, g,
+           backward);
     if (jb->meas) {
-        k_loss_lanes<<<dim3(1, (unsigned)nb), CU_LANES, 0, cs>>>(st->lpix, g.hw, st->llane);
-        k_loss_pos<<<grid_for(nb), TPB, 0, cs>>>(st->llane, nb, st->lpos);
-        k_loss_add<<<1, 1, 0, cs>>>(st->lpos, nb, jb->acc);
+        LAUNCH(k_loss_lanes, dim3(1, (unsigned)nb), CU_LANES, cs, st->lpix, g.hw, st->llane);
+        LAUNCH(k_loss_pos, grid_for(nb), TPB, cs, st->llane, nb, st->lpos);
+        LAUNCH(k_loss_add, 1, 1, cs, st->lpos, nb, jb->acc);
     }
     if (backward) {
         /* g_exit = (H W) F^-1 g_Psi, then through each slice and the adjoint propagator */
@@ -558,22 +568,20 @@ static int run_batch(cu_state *st, const cu_job *jb, size_t k0, size_t nb, apt_e
             float *il = jb->want_illum && l == 0 ? st->illum : NULL;
             if (go || il) {
                 for (size_t c = 0; c < ncol; c++)
-                    k_back_window<<<grid2(g.hw, st->cstart[c + 1] - st->cstart[c]), TPB, 0, cs>>>(
-                        st->work, SLOT(l), l == 0, st->object + l * st->slice, pos, st->cstart[c], g, go, il,
-                        st->pint);
+                    LAUNCH(k_back_window, grid2(g.hw, st->cstart[c + 1] - st->cstart[c]), TPB, cs, st->work, SLOT(l),
+                           l == 0, st->object + l * st->slice, pos, st->cstart[c], g, go, il, st->pint);
             } else {
-                k_back_window<<<grid2(g.hw, nb), TPB, 0, cs>>>(st->work, SLOT(l), l == 0,
-                                                              st->object + l * st->slice, pos, 0, g, NULL, NULL,
-                                                              st->pint);
+                LAUNCH(k_back_window, grid2(g.hw, nb), TPB, cs, st->work, SLOT(l), l == 0, st->object + l * st->slice,
+                       pos, 0, g, NULL, NULL, st->pint);
             }
             if (l == 0)
                 break;
             FFT_CK(cufftExecC2C(plan, st->work, st->work, CUFFT_FORWARD), "forward transform");
-            k_prop<<<grid2(g.hw, rows), TPB, 0, cs>>>(st->work, st->prop, g, -1.0f);
+            LAUNCH(k_prop, grid2(g.hw, rows), TPB, cs, st->work, st->prop, g, -1.0f);
             FFT_CK(cufftExecC2C(plan, st->work, st->work, CUFFT_INVERSE), "inverse transform");
         }
         if (jb->want_gprobe)
-            k_probe_add<<<grid_for(g.mhw), TPB, 0, cs>>>(st->work, nb, g.mhw, st->gprobe);
+            LAUNCH(k_probe_add, grid_for(g.mhw), TPB, cs, st->work, nb, g.mhw, st->gprobe);
     }
 #undef SLOT
     CU_CK(cudaGetLastError(), "kernel launch");
@@ -708,11 +716,11 @@ static int descend_device(cu_state *st, const float *probe, const float *object,
             if ((rc = run_job(st, &jb, err)))
                 return rc;
             /* smax in three fixed levels (65536 lanes, 256, 1), then the update, which reads it on the device */
-            k_max_lanes<<<grid_for(lanes), TPB, 0, cs>>>(st->illum, st->slice, lanes, st->maxp);
-            k_max_lanes<<<grid_for(TPB), TPB, 0, cs>>>(st->maxp, lanes, TPB, st->maxp + CU_MAX_LANES);
-            k_max_lanes<<<1, 1, 0, cs>>>(st->maxp + CU_MAX_LANES, TPB, 1, st->smax);
-            k_update<<<grid_for(st->slice), TPB, 0, cs>>>(st->object, st->gobj, st->illum, st->smax, st->slice,
-                                                          st->L, opts->step, base);
+            LAUNCH(k_max_lanes, grid_for(lanes), TPB, cs, st->illum, st->slice, lanes, st->maxp);
+            LAUNCH(k_max_lanes, grid_for(TPB), TPB, cs, st->maxp, lanes, TPB, st->maxp + CU_MAX_LANES);
+            LAUNCH(k_max_lanes, 1, 1, cs, st->maxp + CU_MAX_LANES, TPB, 1, st->smax);
+            LAUNCH(k_update, grid_for(st->slice), TPB, cs, st->object, st->gobj, st->illum, st->smax, st->slice, st->L,
+                   opts->step, base);
             CU_CK(cudaGetLastError(), "kernel launch");
         }
     if (its)
