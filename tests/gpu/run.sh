@@ -82,7 +82,7 @@ FAILED=0
 T1=$(date +%s)
 # APTOMO_TEST_BACKEND: test_ptycho_ref.py runs its cases once more on the GPU
 (cd "$BUILD" && APTOMO_TEST_BACKEND=$([ -n "$GPU_NAME" ] && echo gpu) ctest -R "$REGEX" "${EXCLUDE[@]}" \
-  -V -j4 --timeout 600) >>"$LOG" 2>&1 || FAILED=1
+  -V -j4 --timeout 300) >>"$LOG" 2>&1 || FAILED=1
 # one line per test from ctest's summary ("  1/12 Test  #3: test_fft ......   Passed    0.21 sec", "***Failed")
 grep -E "^ *[0-9]+/[0-9]+ Test +#[0-9]+: " "$LOG" |
   awk '{ name = ""; for (i = 1; i <= NF; i++) if ($i ~ /^#[0-9]+:$/) name = $(i + 1);
@@ -102,14 +102,20 @@ fi
 # ---- benches (GPU only) ----
 if [ -n "$GPU_NAME" ] && [ "$CUDA" = ON ]; then
   # (a) one angle: FRAMES frames of 128 x 128, 12 modes, 5 slices, 2 iterations (paper: about 54 s; target <= 5 s)
-  timeout 300 "$APTOMO" bench ptycho-recon --backend gpu --frames "$FRAMES" 2>>"$LOG" ||
-    { echo "run.sh: bench ptycho-recon (gpu) failed (log: $LOG)" >&2; FAILED=1; }
+  if OUT=$(timeout 240 "$APTOMO" bench ptycho-recon --backend gpu --frames "$FRAMES" 2>>"$LOG"); then
+    json "$OUT"
+    secs=$(echo "$OUT" | sed -nE 's/.*"seconds":([0-9.]+).*/\1/p')
+    json "{\"figure\":\"ptycho-recon gpu seconds\",\"value\":${secs:-null},\"frames\":$FRAMES,\"target_max\":5,\"paper\":54}"
+  else
+    echo "run.sh: bench ptycho-recon (gpu) failed (log: $LOG)" >&2
+    FAILED=1
+  fi
   # the CPU on a slice of the same work, for scale
-  timeout 300 "$APTOMO" bench ptycho-recon --backend cpu --frames 2000 2>>"$LOG" ||
+  timeout 120 "$APTOMO" bench ptycho-recon --backend cpu --frames 2000 2>>"$LOG" ||
     echo "run.sh: bench ptycho-recon (cpu) failed (log: $LOG)" >&2
   # (b) network voxels/s (backend auto = the GPU here; paper 1.3e7 voxels/s, target >= 10x)
   if [ "$NN_FULL" = 1 ]; then NN_ARGS=(); else NN_ARGS=(--no-full); fi
-  timeout 360 "$APTOMO" bench nn --reps 3 "${NN_ARGS[@]}" 2>>"$LOG" ||
+  timeout 180 "$APTOMO" bench nn --reps 3 "${NN_ARGS[@]}" 2>>"$LOG" ||
     echo "run.sh: bench nn failed or timed out (log: $LOG)" >&2
 else
   echo "run.sh: SKIP the GPU benches: no GPU${GPU_NAME:+ or no CUDA build}" >&2
