@@ -96,6 +96,7 @@ static inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t)
     *f = *t = emu_free_bytes;
     return cudaSuccess;
 }
+#define cudaGetLastError emu_cudaGetLastError /* not the real runtime's symbol (cufft.h says why) */
 cudaError_t cudaGetLastError(void);
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &thread);
 #define LAUNCH(kernel, grid, block, stream, ...) emu_launch(dim3(grid), dim3(block), [&]() { kernel(__VA_ARGS__); })

@@ -12,6 +12,16 @@ enum { CUFFT_SUCCESS = 0, CUFFT_ALLOC_FAILED = 2, CUFFT_INVALID_VALUE = 4, CUFFT
 #define CUFFT_FORWARD -1
 #define CUFFT_INVERSE 1
 
+/* emu_ names: the test executable also links the real libaptomo (a CUDA build links cuFFT), whose calls must not
+   land here */
+#define cufftCreate emu_cufftCreate
+#define cufftSetAutoAllocation emu_cufftSetAutoAllocation
+#define cufftMakePlanMany emu_cufftMakePlanMany
+#define cufftSetStream emu_cufftSetStream
+#define cufftSetWorkArea emu_cufftSetWorkArea
+#define cufftDestroy emu_cufftDestroy
+#define cufftExecC2C emu_cufftExecC2C
+
 cufftResult cufftCreate(cufftHandle *h);
 cufftResult cufftSetAutoAllocation(cufftHandle h, int on);
 cufftResult cufftMakePlanMany(cufftHandle h, int rank, int *n, int *inembed, int istride, int idist, int *onembed,
