@@ -24,7 +24,7 @@ PHYS = ["--config", DEMO, "--set", "physics.iterations=1"]
 
 # every command and sub-command; the message prefix (tomo's methods share one parser: "tomo")
 COMMANDS = ["version", "replay", "stream", "stream dump", "stream sample", "synth-scan", "bench", "bench ingest",
-            "bench ptycho", "bench tomo", "bench nn", "bench train", "codec", "approximant", "preview", "kernel",
+            "bench ptycho", "bench ptycho-recon", "bench tomo", "bench nn", "bench train", "codec", "approximant", "preview", "kernel",
             "kernel ptycho-grad", "kernel nn-forward", "kernel nn-init", "kernel nn-step", "kernel nn-axial-grad",
             "simulate", "dataset", "metrics", "tomo",
             "tomo fbp", "tomo sirt", "tomo sart", "tomo tv", "infer", "train", "watch", "keygen"]
@@ -32,7 +32,7 @@ HELP_ONLY = []
 PREFIX = {c: "tomo" for c in COMMANDS if c.startswith("tomo")}
 # an option that takes a value, per command that has one
 VALUED = {"replay": "--rate", "stream dump": "--channel", "synth-scan": "-o", "bench ingest": "--frames",
-          "bench ptycho": "--size", "bench tomo": "--reps", "bench nn": "--reps", "codec": "--codec",
+          "bench ptycho": "--size", "bench ptycho-recon": "--frames", "bench tomo": "--reps", "bench nn": "--reps", "codec": "--codec",
           "approximant": "--png", "preview": "--title", "kernel ptycho-grad": "--threads",
           "kernel nn-forward": "--backend", "kernel nn-init": "--arch",
           "kernel nn-step": "--lr", "kernel nn-axial-grad": "--threads", "bench train": "--batch", "simulate": "--config", "dataset": "--count",

@@ -1,7 +1,9 @@
 """test_ptycho_ref.py - `aptomo kernel ptycho-grad` against an independent PyTorch (complex128, autograd)
 implementation of the multislice mixed-state model of docs/PHYSICS.md: random small cases (modes, slices, window sizes,
 positions, masked pixels, complex64 and complex128 inputs) must agree in loss and object gradient; bad inputs must
-exit 2 naming the dataset or attribute at fault."""
+exit 2 naming the dataset or attribute at fault. With APTOMO_TEST_BACKEND=gpu (tests/gpu/run.sh sets it) the same
+cases run once more with `--backend gpu`, the CUDA model against the same reference, and must not have fallen back
+to the CPU."""
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 
 BIN = os.environ.get("APTOMO_BIN", "aptomo")
+BACKEND = os.environ.get("APTOMO_TEST_BACKEND", "")
 failures = 0
 
 
@@ -73,12 +76,13 @@ def random_case(rng, M, L, H, W):
     return probe, obj, pos, meas, lam, dx, dz
 
 
-def compare(tmp, k, case, cdtype, threads):
+def compare(tmp, k, case, cdtype, threads, backend="cpu"):
     probe, obj, pos, meas, lam, dx, dz = case
     inp, out = os.path.join(tmp, f"in{k}.h5"), os.path.join(tmp, f"out{k}.h5")
     write_in(inp, probe, obj, pos, meas, lam, dx, dz, cdtype)
-    r = run_kernel(inp, out, "--threads", str(threads))
-    check(r.returncode == 0, f"case {k}: kernel failed: {r.stderr}")
+    r = run_kernel(inp, out, "--threads", str(threads), "--backend", backend)
+    check(r.returncode == 0, f"case {k} ({backend}): kernel failed: {r.stderr}")
+    check("redone on the cpu" not in r.stderr, f"case {k}: the {backend} backend fell back: {r.stderr}")
     if r.returncode:
         return
     # reference from exactly the values the kernel saw (complex64-rounded inputs)
@@ -103,7 +107,7 @@ def compare(tmp, k, case, cdtype, threads):
     for r_, c_ in pos:
         cover[r_:r_ + H, c_:c_ + W] = True
     check(np.all(kg[:, ~cover] == 0), f"case {k}: gradient outside the scanned windows")
-    print(f"case {k}: M={probe.shape[0]} L={obj.shape[0]} {H}x{W} J={len(pos)} threads={threads} "
+    print(f"case {k} ({backend}): M={probe.shape[0]} L={obj.shape[0]} {H}x{W} J={len(pos)} threads={threads} "
           f"loss rel {el:.1e} grad rel {eg:.1e}")
 
 
@@ -148,10 +152,15 @@ def main():
     rng = np.random.default_rng(20240531)
     with tempfile.TemporaryDirectory() as tmp:
         k = 0
+        cases = []
         for M, L, H, W in [(1, 1, 16, 16), (2, 2, 16, 24), (3, 3, 32, 32), (1, 3, 17, 20), (2, 1, 24, 16)]:
-            case = random_case(rng, M, L, H, W)
-            compare(tmp, k, case, np.complex64, 1 + k % 3)
+            cases.append(random_case(rng, M, L, H, W))
+            compare(tmp, k, cases[-1], np.complex64, 1 + k % 3)
             k += 1
+        if BACKEND and BACKEND != "cpu":  # the optional pass: the same cases on another backend
+            for case in cases:
+                compare(tmp, k, case, np.complex64, 2, BACKEND)
+                k += 1
         compare(tmp, k, random_case(rng, 2, 2, 20, 20), np.complex128, 2)  # complex128 input accepted
         bad_inputs(tmp, random_case(rng, 1, 2, 16, 16))
     print("failures:", failures)

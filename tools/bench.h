@@ -5,6 +5,8 @@
 
 /* `aptomo bench ptycho`: multislice forward + gradient pattern rate vs the same FFTs alone. */
 int bench_ptycho(int argc, char **argv);
+/* `aptomo bench ptycho-recon`: one angle's whole reconstruction on a chosen backend, wall time and frames/s. */
+int bench_ptycho_recon(int argc, char **argv);
 /* `aptomo bench tomo`: FBP and SART vs scikit-image's iradon / iradon_sart on the same sinograms. */
 int bench_tomo(int argc, char **argv);
 /* `aptomo bench nn`: network forward voxels/s, demo and full-size arch, vs PyTorch CPU on the same weights. */

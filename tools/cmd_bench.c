@@ -362,10 +362,11 @@ static int bench_ingest(int argc, char **argv)
 }
 
 static const char HELP[] =
-    "usage: aptomo bench ingest|ptycho|tomo|nn|train [options]\n"
+    "usage: aptomo bench ingest|ptycho|ptycho-recon|tomo|nn|train [options]\n"
     "Benchmarks, one JSON line per measurement, each next to a reference measured in the same run:\n"
     "  ingest   decode and end-to-end ingest speed (bslz4 Eiger frames through the daemon's pipeline)\n"
     "  ptycho   multislice forward + gradient patterns/s vs the same FFTs alone\n"
+    "  ptycho-recon  one angle's whole reconstruction on a backend (auto, cpu, gpu) vs the paper's 54 s\n"
     "  tomo     FBP and SART vs scikit-image's iradon / iradon_sart\n"
     "  nn       network forward voxels/s vs PyTorch on the same weights\n"
     "  train    one training step's time vs PyTorch on the same weights, batch and threads\n"
@@ -373,7 +374,8 @@ static const char HELP[] =
 
 int cmd_bench(int argc, char **argv)
 {
-    static const cli_sub subs[] = {{"ingest", bench_ingest}, {"ptycho", bench_ptycho}, {"tomo", bench_tomo},
+    static const cli_sub subs[] = {{"ingest", bench_ingest}, {"ptycho", bench_ptycho},
+                                   {"ptycho-recon", bench_ptycho_recon}, {"tomo", bench_tomo},
                                    {"nn", bench_nn},
                                    {"train", bench_train}, {NULL, NULL}};
     return cli_dispatch("bench", HELP, subs, argc, argv);

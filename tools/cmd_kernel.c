@@ -200,22 +200,29 @@ static int write_grad_out(const char *fname, const apt_ptycho_geom *g, double lo
 }
 
 static const char GRAD_HELP[] =
-    "usage: aptomo kernel ptycho-grad [--threads N] IN.h5 OUT.h5\n"
+    "usage: aptomo kernel ptycho-grad [--threads N] [--backend B] IN.h5 OUT.h5\n"
     "Loss and object gradient of the multislice mixed-state model on one set of frames.\n"
     "  IN: /probe [M,H,W], /object [L,Ny,Nx] complex; /positions int [J,2] (row, col);\n"
     "      /intensities float [J,H,W] (centred, < 0 = not measured); attributes wavelength_m,\n"
     "      pixel_size_m, dz_m on /.   OUT: /loss float64, /grad complex64 [L,Ny,Nx]\n"
     "      (dL/dRe O + i dL/dIm O).\n"
-    "  --threads N   threads, 0 = one per core, at most 64 (default 0)\n";
+    "  --threads N   threads, 0 = one per core, at most 64 (default 0)\n"
+    "  --backend B   cpu, gpu or auto (default: cpu, the reference; gpu fails without a device)\n";
 
 static int kernel_ptycho_grad(int argc, char **argv)
 {
-    static const struct option opts[] = {{"threads", required_argument, NULL, 't'}, {0}};
+    static const struct option opts[] = {{"threads", required_argument, NULL, 't'},
+                                         {"backend", required_argument, NULL, 'b'}, {0}};
     int threads = 0, c = 0;
+    apt_backend backend = APT_BACKEND_CPU;
     cli_parser cp;
     cli_init(&cp, "kernel ptycho-grad", GRAD_HELP, NULL, opts, argc, argv);
-    while ((c = cli_next(&cp)) > 0)
-        cli_int(&cp, 0, 64, &threads);
+    while ((c = cli_next(&cp)) > 0) {
+        if (c == 'b')
+            cli_backend(&cp, &backend);
+        else
+            cli_int(&cp, 0, 64, &threads);
+    }
     int cli_rc = cli_done(&cp, c, 2, 2, "IN.h5 OUT.h5");
     if (cli_rc != CLI_GO)
         return cli_rc;
@@ -232,7 +239,12 @@ static int kernel_ptycho_grad(int argc, char **argv)
         return cli_status(rc, CLI_SETUP);
     }
     apt_ptycho *p = NULL;
-    rc = apt_ptycho_new(&in.g, threads, APT_BACKEND_CPU, &p, &err);
+    rc = apt_ptycho_new(&in.g, threads, backend, &p, &err);
+    if (rc == APT_ENODEV) { /* --backend gpu without a usable device: not the input's fault, nor the output's */
+        fprintf(stderr, "aptomo kernel ptycho-grad: %s\n", err.msg);
+        grad_in_free(&in);
+        return CLI_FAIL;
+    }
     float *grad = rc ? NULL : calloc((size_t)in.g.L * in.g.Ny * in.g.Nx * 2, sizeof(float));
     double loss = 0;
     if (!rc && !grad)
