@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "aptomo/angle.h"
+#include "aptomo/clock.h"
 #include "aptomo/config.h"
 #include "aptomo/frame.h"
+#include "aptomo/log.h"
 #include "aptomo/scanfile.h"
 #include "aptomo/tomo.h"
 #include "aptomo/volume.h"
@@ -271,6 +273,11 @@ static int progress_cb(void *user, int iter, int iters)
 
 int cmd_tomo(int argc, char **argv)
 {
+    /* APTOMO_LOG=debug: phase timings and the FFTW wisdom cache's decisions on stderr */
+    const char *lv = getenv("APTOMO_LOG");
+    if (lv && apt_log_parse_level(lv) >= 0)
+        apt_log_set_level(apt_log_parse_level(lv));
+    double t_start = apt_now(), t_read = 0, t_recon = 0;
     tomo_opts o;
     int rc = parse(argc, argv, &o);
     if (rc)
@@ -309,6 +316,7 @@ int cmd_tomo(int argc, char **argv)
             goto out;
         sino = in.data, theta = dx_theta, n = in.Z;
     }
+    t_read = apt_now();
     if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_PROJ_GPU, &p, &err)) {
         fprintf(stderr, "aptomo tomo: %s: %s\n", o.in, err.msg);
         rc = CLI_USAGE;
@@ -335,6 +343,7 @@ int cmd_tomo(int argc, char **argv)
         rc = apt_sart(p, sino, &o.it, vol, &err);
     else
         rc = apt_tv_fista(p, sino, &o.it, vol, &err);
+    t_recon = apt_now();
     if (rc)
         cli_progress_clear(&pr);
     else
@@ -350,6 +359,9 @@ int cmd_tomo(int argc, char **argv)
         fprintf(stderr, "aptomo tomo: %s\n", err.msg);
         rc = CLI_FAIL;
     }
+    apt_debug("tomo %s: %d x %d x %d from %d angles on %s, %d threads: input %.4f s, %s %.4f s, output %.4f s",
+              o.method, g.Z, g.Y, g.X, n, apt_proj_backend(p), apt_proj_threads(p), t_read - t_start, o.method,
+              t_recon - t_read, apt_now() - t_recon);
 out:
     apt_proj_destroy(&p);
     apt_angle_projs_free(&ps);
