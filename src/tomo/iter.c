@@ -2,7 +2,11 @@
  * subsets and relaxation (subsets interleave the sorted angles and are visited in bit-reversed order so successive
  * updates see far-apart views), and TV-FISTA: min 0.5|Ax-b|^2 + lambda TV(x), isotropic 3-D TV, step 1/L with
  * L = |A|^2 from power iteration, the TV prox solved by Beck & Teboulle's FGP on the dual (warm-started across
- * outer iterations). Row/column sums use the projector itself, so the weights match the operator exactly. */
+ * outer iterations). Row/column sums use the projector itself, so the weights match the operator exactly.
+ * Optional ray window (Andersen & Kak 1984, as scikit-image's iradon_sart does): each angle's back-projected
+ * correction is weighted by a Hamming window along the ray over the support, so a ray corrects the middle of its path
+ * more than its ends. With few or limited angles that is a prior (mass pulled towards the middle of the rays, away
+ * from the missing wedge's smear) - docs/TOMO.md has the measurement; off by default. */
 #include "aptomo/tomo.h"
 
 #include <math.h>
@@ -24,6 +28,7 @@ void apt_iter_opts_default(apt_iter_opts *o, const char *method)
     o->nonneg = 1;
     o->cylinder = 1;
     o->tv_inner = 10;
+    o->ray_window = 0;
 }
 
 static int check_opts(const apt_iter_opts *o, apt_error *err)
@@ -149,6 +154,7 @@ typedef struct os_plan {
     float *C;                /* [S][Z*X] (or one plane, recomputed per visit when the cache would not fit) */
     int cache;
     unsigned char *mask;     /* [Z*X] support */
+    float *win;              /* [n][Z*X] ray window per angle (Hamming along the ray), NULL when off */
     float *x;
     atomic_int failed;
 } os_plan;
@@ -161,6 +167,45 @@ static void os_free(os_plan *q)
     free(q->R);
     free(q->C);
     free(q->mask);
+    free(q->win);
+}
+
+#define HAMMING_BETA 0.46164 /* scikit-image's equiripple Hamming window (sart_projection_update) */
+
+/* Window of angle theta on the support: voxels are grouped by the detector pixel their centre projects to (the
+   ray through it); along that ray, at coordinate s' = -x sin + z cos, the weight is (1-b) - b cos(2 pi p) with
+   p = 0 .. 1 from the first support voxel of the ray to its last: 0.08 at the ends, 1 in the middle. */
+static int window_plane(const os_plan *q, double theta_deg, float *w)
+{
+    int Z = q->Z, X = q->X, U = q->U;
+    double c = cos(theta_deg * M_PI / 180.0), sn = sin(theta_deg * M_PI / 180.0);
+    double cx = (X - 1) / 2.0, cz = (Z - 1) / 2.0, cu = (U - 1) / 2.0;
+    double *lo = malloc((size_t)U * 2 * sizeof *lo);
+    if (!lo)
+        return APT_ENOMEM;
+    double *hi = lo + U;
+    for (int u = 0; u < U; u++)
+        lo[u] = INFINITY, hi[u] = -INFINITY;
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < Z; k++)
+            for (int i = 0; i < X; i++) {
+                size_t v = (size_t)k * X + i;
+                double t = (i - cx) * c + (k - cz) * sn, sp = -(i - cx) * sn + (k - cz) * c;
+                double uf = floor(t + cu + 0.5);
+                int u = uf < 0 ? -1 : uf >= U ? U : (int)uf;
+                int in = q->mask[v] && u >= 0 && u < U;
+                if (pass == 0) {
+                    if (in)
+                        lo[u] = sp < lo[u] ? sp : lo[u], hi[u] = sp > hi[u] ? sp : hi[u];
+                    continue;
+                }
+                double h = 1;
+                if (in && hi[u] > lo[u])
+                    h = (1 - HAMMING_BETA) - HAMMING_BETA * cos(2 * M_PI * (sp - lo[u]) / (hi[u] - lo[u]));
+                w[v] = (float)h;
+            }
+    free(lo);
+    return APT_OK;
 }
 
 /* C_s = 1 / (A_s^T 1) on one plane. */
@@ -220,6 +265,21 @@ static int os_new(os_plan *q, const apt_proj *p, const apt_iter_opts *o, const f
         q->R[i] = q->R[i] > 1.0f ? 1.0f : q->R[i];
     for (int s = 0; q->cache && s < S; s++)
         os_colsum(q, s, ones, q->C + (size_t)s * plane, P);
+    if (o->ray_window) {
+        if ((double)q->n * plane * sizeof(float) > (double)(1u << 30)) {
+            rc = apt_err(err, APT_ERANGE, "sart: ray window tables for %d angles x %d x %d exceed 1 GiB", q->n, q->Z,
+                         q->X);
+            goto out;
+        }
+        q->win = malloc((size_t)q->n * plane * sizeof *q->win);
+        int wrc = q->win ? APT_OK : APT_ENOMEM;
+        for (int a = 0; !wrc && a < q->n; a++)
+            wrc = window_plane(q, apt_proj_theta(p)[a], q->win + (size_t)a * plane);
+        if (wrc) {
+            rc = apt_err(err, APT_ENOMEM, "sart: out of memory for the ray window");
+            goto out;
+        }
+    }
 out:
     free(sorted);
     free(ones);
@@ -237,13 +297,14 @@ static void os_pass(void *ctx, long j0, long j1)
     size_t plane = (size_t)q->Z * X, rs = (size_t)Y * X;
     float *r = malloc((size_t)q->per * U * sizeof *r), *g = malloc(plane * sizeof *g),
           *P = malloc(apt_proj_scratch_floats(q->p) * sizeof *P), *Cp = NULL, *ones = NULL;
+    float *g1 = q->win && q->per > 1 ? malloc(plane * sizeof *g1) : NULL;
     if (!q->cache) {
         Cp = malloc(plane * sizeof *Cp);
         ones = malloc((size_t)q->per * U * sizeof *ones);
         for (size_t i = 0; ones && i < (size_t)q->per * U; i++)
             ones[i] = 1;
     }
-    if (!r || !g || !P || (!q->cache && (!Cp || !ones))) {
+    if (!r || !g || !P || (!q->cache && (!Cp || !ones)) || (q->win && q->per > 1 && !g1)) {
         atomic_store(&q->failed, 1);
         goto out;
     }
@@ -263,7 +324,17 @@ static void os_pass(void *ctx, long j0, long j1)
                 for (int u = 0; u < U; u++)
                     rt[u] = (bt[u] - rt[u]) * Rt[u];
             }
-            apt_proj_slice_back(q->p, idx, m, r, (size_t)U, g, (size_t)X, P);
+            if (!q->win) {
+                apt_proj_slice_back(q->p, idx, m, r, (size_t)U, g, (size_t)X, P);
+            } else { /* the window differs per angle: back-project the subset's angles one by one */
+                for (int t = 0; t < m; t++) {
+                    const float *wt = q->win + (size_t)idx[t] * plane;
+                    float *dst = t ? g1 : g;
+                    apt_proj_slice_back(q->p, idx + t, 1, r + (size_t)t * U, (size_t)U, dst, (size_t)X, P);
+                    for (size_t v = 0; v < plane; v++)
+                        g[v] = t ? g[v] + wt[v] * dst[v] : wt[v] * dst[v];
+                }
+            }
             int nonneg = q->o->nonneg;
             for (int k = 0; k < q->Z; k++) {
                 float *xr = xs + (size_t)k * rs;
@@ -280,6 +351,7 @@ static void os_pass(void *ctx, long j0, long j1)
 out:
     free(r);
     free(g);
+    free(g1);
     free(P);
     free(Cp);
     free(ones);
