@@ -327,7 +327,11 @@ int cmd_tomo(int argc, char **argv)
         sino = in.data, theta = dx_theta, n = in.Z;
     }
     t_read = apt_now();
-    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_PROJ_GPU, &p, &err)) {
+    /* Only TV runs the projector's whole-volume operators (the ones with a CUDA twin); FBP back-projects itself and
+       SIRT/SART work slice by slice on the CPU kernels, so asking them for the GPU would only make every run pay
+       the CUDA runtime's start-up (device discovery) for nothing. */
+    unsigned proj_flags = !strcmp(o.method, "tv") ? APT_PROJ_GPU : 0;
+    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, proj_flags, &p, &err)) {
         fprintf(stderr, "aptomo tomo: %s: %s\n", o.in, err.msg);
         rc = CLI_USAGE;
         goto out;
