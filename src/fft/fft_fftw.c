@@ -1,8 +1,8 @@
 /* fft_fftw.c - the CPU FFT backend on libfftw3f: one fftwf_plan_many_dft per direction, planned in place on a
  * scratch array, executed on the caller's arrays with the new-array interface (thread-safe). FFTW's planner (and
  * plan destruction, and wisdom) is not thread-safe, so all of it runs under one process-wide mutex.
- * Wisdom cache: the first measured plan of a process imports the per-user wisdom file (APTOMO_FFTW_WISDOM=off|PATH, default
- * $XDG_CACHE_HOME/aptomo/fftw-wisdom), a FFTW_MEASURE plan that wisdom did not hold is measured and the file
+ * Wisdom cache: the first measured plan of a process imports the per-user wisdom file (APTOMO_FFTW_WISDOM=off|PATH,
+ * default $XDG_CACHE_HOME/aptomo/fftw-wisdom); a FFTW_MEASURE plan that wisdom did not hold is measured and the file
  * rewritten (tmp + rename), so the next process plans in microseconds and gets the very same plan. A missing,
  * corrupt or foreign file only costs the measurement again: never an error. */
 #include <errno.h>
@@ -88,7 +88,7 @@ static int wisdom_export(const char *path, char *why, size_t whylen)
     return ok;
 }
 
-/* mkdir -p of the file's directory (the cache directory may not exist yet). */
+/* mkdir -p of the file's directory (the cache directory may not exist yet; private, as XDG asks). */
 static void wisdom_mkdirs(const char *path)
 {
     char d[sizeof wisdom_path];
@@ -96,7 +96,7 @@ static void wisdom_mkdirs(const char *path)
     for (char *p = d + 1; *p; p++)
         if (*p == '/') {
             *p = 0;
-            mkdir(d, 0755);
+            mkdir(d, 0700);
             *p = '/';
         }
 }

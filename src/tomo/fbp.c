@@ -289,7 +289,8 @@ static void bp_run(void *arg, long t0, long t1)
 {
     bp_job *b = arg;
     double cx = (b->X - 1) / 2.0, cz = (b->Z - 1) / 2.0, cu = (b->U - 1) / 2.0;
-    for (size_t t = (size_t)t0; t < (size_t)t1; t++) {        int k = (int)(t / (size_t)b->Y), j = (int)(t % (size_t)b->Y);
+    for (size_t t = (size_t)t0; t < (size_t)t1; t++) {
+        int k = (int)(t / (size_t)b->Y), j = (int)(t % (size_t)b->Y);
         float *out = b->vol + t * (size_t)b->X;
         for (int i = 0; i < b->X; i++)
             out[i] = 0;
