@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "aptomo/angle.h"
+#include "aptomo/clock.h"
 #include "aptomo/config.h"
 #include "aptomo/frame.h"
+#include "aptomo/log.h"
 #include "aptomo/scanfile.h"
 #include "aptomo/tomo.h"
 #include "aptomo/volume.h"
@@ -26,7 +28,7 @@ typedef struct tomo_opts {
 static const char HELP[] =
     "usage: aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5 [--iters K] [--nz NZ] [--nx NX]\n"
     "       [--filter ramp|shepp|hann] [--lambda L] [--subsets S] [--relax R] [--allow-negative]\n"
-    "       [--no-cylinder] [--save-projections P.h5]\n"
+    "       [--no-cylinder] [--ray-window none|hamming] [--save-projections P.h5]\n"
     "       [--threads T] [--config FILE] [--set key=VALUE]...\n"
     "IN: Data Exchange projections (/exchange/data [Ntheta,Y,U], /exchange/theta in degrees; e.g. from\n"
     "`aptomo approximant --projections` or --save-projections) or a scan file (/entry/scan: per-angle\n"
@@ -36,14 +38,16 @@ static const char HELP[] =
     "--save-projections (scan input): write the projections (with volume_shape) for later runs.\n"
     "Defaults: fbp ramp; sirt 100 iters relax 1; sart 10 iters, one angle per subset, relax 0.5;\n"
     "tv 100 iters lambda 0.005 (relative to max|A^T b|); iterative volumes non-negative and\n"
-    "zero outside the cylinder every view sees. Outputs are checked writable before the work; a\n"
+    "zero outside the cylinder every view sees. --ray-window hamming (sirt, sart): weight each ray's\n"
+    "correction by a Hamming window along the ray, as scikit-image's iradon_sart (a prior towards the\n"
+    "middle of the rays; docs/TOMO.md). Outputs are checked writable before the work; a\n"
     "progress bar with ETA (ptychography angles, iterations) goes to stderr when it is a terminal.\n";
 
 /* CLI_OK, or the exit status to return (-1: help printed, exit 0). */
 static int parse(int argc, char **argv, tomo_opts *o)
 {
     enum { O_CONFIG = 256, O_SET, O_FILTER, O_ITERS, O_NZ, O_NX, O_SAVE, O_SUBSETS, O_THREADS, O_LAMBDA, O_RELAX,
-           O_ALLOWNEG, O_NOCYL };
+           O_ALLOWNEG, O_NOCYL, O_WINDOW };
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},          {"config", required_argument, NULL, O_CONFIG},
         {"set", required_argument, NULL, O_SET},           {"filter", required_argument, NULL, O_FILTER},
@@ -52,10 +56,10 @@ static int parse(int argc, char **argv, tomo_opts *o)
         {"subsets", required_argument, NULL, O_SUBSETS},   {"threads", required_argument, NULL, O_THREADS},
         {"lambda", required_argument, NULL, O_LAMBDA},     {"relax", required_argument, NULL, O_RELAX},
         {"allow-negative", no_argument, NULL, O_ALLOWNEG}, {"no-cylinder", no_argument, NULL, O_NOCYL},
-        {0}};
+        {"ray-window", required_argument, NULL, O_WINDOW}, {0}};
     memset(o, 0, sizeof *o);
     o->filter = "ramp";
-    int iters = -1, subsets = -1, nonneg = 1, cylinder = 1, c = 0;
+    int iters = -1, subsets = -1, nonneg = 1, cylinder = 1, window = 0, c = 0;
     double lambda = NAN, relax = NAN;
     cli_parser p;
     cli_init(&p, "tomo", HELP, "o:", opts, argc, argv);
@@ -79,6 +83,11 @@ static int parse(int argc, char **argv, tomo_opts *o)
         case O_RELAX: cli_real(&p, 0, 2, CLI_OPEN_LO | CLI_OPEN_HI, &relax); break;
         case O_ALLOWNEG: nonneg = 0; break;
         case O_NOCYL: cylinder = 0; break;
+        case O_WINDOW:
+            if (strcmp(p.arg, "none") && strcmp(p.arg, "hamming"))
+                return cli_fail(&p, "--ray-window: '%s' is not one of none, hamming", p.arg);
+            window = !strcmp(p.arg, "hamming");
+            break;
         }
     }
     int cli_rc = cli_done(&p, c, 2, 2, "fbp|sirt|sart|tv IN.h5");
@@ -98,6 +107,9 @@ static int parse(int argc, char **argv, tomo_opts *o)
     o->it.relax = isnan(relax) ? o->it.relax : relax;
     o->it.nonneg = nonneg ? o->it.nonneg : 0;
     o->it.cylinder = cylinder ? o->it.cylinder : 0;
+    o->it.ray_window = window;
+    if (window && strcmp(o->method, "sirt") && strcmp(o->method, "sart"))
+        return cli_fail(&p, "--ray-window is for sirt and sart, not %s", o->method);
     return CLI_OK;
 }
 
@@ -271,6 +283,11 @@ static int progress_cb(void *user, int iter, int iters)
 
 int cmd_tomo(int argc, char **argv)
 {
+    /* APTOMO_LOG=debug: phase timings and the FFTW wisdom cache's decisions on stderr */
+    const char *lv = getenv("APTOMO_LOG");
+    if (lv && apt_log_parse_level(lv) >= 0)
+        apt_log_set_level(apt_log_parse_level(lv));
+    double t_start = apt_now(), t_read = 0, t_recon = 0;
     tomo_opts o;
     int rc = parse(argc, argv, &o);
     if (rc)
@@ -309,7 +326,12 @@ int cmd_tomo(int argc, char **argv)
             goto out;
         sino = in.data, theta = dx_theta, n = in.Z;
     }
-    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, APT_BACKEND_AUTO, &p, &err)) {
+    t_read = apt_now();
+    /* Only TV runs the projector's whole-volume operators (the ones with a CUDA twin); FBP back-projects itself and
+       SIRT/SART work slice by slice on the CPU kernels, so asking them for the GPU would only make every run pay
+       the CUDA runtime's start-up (device discovery) for nothing. */
+    apt_backend proj_backend = !strcmp(o.method, "tv") ? APT_BACKEND_AUTO : APT_BACKEND_CPU;
+    if (apt_proj_new(g.Z, g.Y, g.X, U, theta, n, o.threads, proj_backend, &p, &err)) {
         fprintf(stderr, "aptomo tomo: %s: %s\n", o.in, err.msg);
         rc = CLI_USAGE;
         goto out;
@@ -335,6 +357,7 @@ int cmd_tomo(int argc, char **argv)
         rc = apt_sart(p, sino, &o.it, vol, &err);
     else
         rc = apt_tv_fista(p, sino, &o.it, vol, &err);
+    t_recon = apt_now();
     if (rc)
         cli_progress_clear(&pr);
     else
@@ -350,6 +373,9 @@ int cmd_tomo(int argc, char **argv)
         fprintf(stderr, "aptomo tomo: %s\n", err.msg);
         rc = CLI_FAIL;
     }
+    apt_debug("tomo %s: %d x %d x %d from %d angles on %s, %d threads: input %.4f s, %s %.4f s, output %.4f s",
+              o.method, g.Z, g.Y, g.X, n, apt_proj_backend(p), apt_proj_threads(p), t_read - t_start, o.method,
+              t_recon - t_read, apt_now() - t_recon);
 out:
     apt_proj_destroy(&p);
     apt_angle_projs_free(&ps);

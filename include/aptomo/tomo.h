@@ -68,12 +68,14 @@ typedef struct apt_iter_opts {
                            inscribed cylinder for a square slice over the half circle, the whole box for a slab
                            whose projections hold it at every tilt */
     int tv_inner;       /* TV: inner iterations of the TV proximal step (FGP) */
+    int ray_window;     /* SIRT/SART: 1 = Hamming window along each ray over the support (Andersen & Kak's SART,
+                           scikit-image's iradon_sart), a prior towards the middle of the rays; 0 = none */
     apt_tomo_progress progress;
     void *user;
 } apt_iter_opts;
 
 /* Defaults: iters 100 (SIRT) / 10 (SART) / 100 (TV), subsets 0, relax 1 (SIRT) / 0.5 (SART), lambda 0.005,
-   nonneg 1, cylinder 1, tv_inner 10. method: "sirt" | "sart" | "tv". */
+   nonneg 1, cylinder 1, tv_inner 10, ray_window 0. method: "sirt" | "sart" | "tv". */
 void apt_iter_opts_default(apt_iter_opts *o, const char *method);
 
 /* vol is the start value and the result (zero it for a cold start). */

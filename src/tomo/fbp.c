@@ -13,6 +13,7 @@
 
 #include "aptomo/parallel.h"
 #include "fft/fftw_lock.h"
+#include "tomo/fbp_int.h"
 
 int apt_fbp_filter_parse(const char *s, apt_fbp_filter *f, apt_error *err)
 {
@@ -137,7 +138,7 @@ static int make_filter(int P, apt_fbp_filter filter, float *H)
 typedef struct filt_job {
     const float *sino, *H;
     float *q;
-    int U, P;
+    int U, P, Us;
     fftwf_plan fw, bw;
     atomic_int failed;
 } filt_job;
@@ -158,7 +159,7 @@ static void filt_run(void *arg, long r0, long r1)
         for (int k = 0; k <= f->P / 2; k++)
             F[k][0] *= f->H[k], F[k][1] *= f->H[k];
         fftwf_execute_dft_c2r(f->bw, F, buf);
-        memcpy(f->q + (size_t)r * f->U, buf, (size_t)f->U * sizeof *buf);
+        memcpy(f->q + (size_t)r * f->Us, buf, (size_t)f->U * sizeof *buf);
     }
 out:
     fftwf_free(buf);
@@ -179,6 +180,12 @@ static void bp_line_scalar(float *restrict out, const float *restrict row, int l
     }
 }
 
+/* The SIMD twins read no gathers: the pixel step is cf = cos(theta), |cf| <= 1, so a vector of V consecutive pixels
+   reads detector cells base .. base + V + 1 only (base = the lowest left neighbour); they come from two V-float loads
+   of the row (rows carry FBP_ROW_PAD zeros beyond U) and in-register permutes. The same float operations in the same
+   order as the scalar loop, so every path gives the same bits (tests/test_tomo.c). */
+#define FBP_ROW_PAD 32
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 __attribute__((target("avx2"))) static void bp_line_avx2(float *restrict out, const float *restrict row, int lo,
@@ -186,35 +193,95 @@ __attribute__((target("avx2"))) static void bp_line_avx2(float *restrict out, co
 {
     const __m256 vb = _mm256_set1_ps(bf), vc = _mm256_set1_ps(cf), vw = _mm256_set1_ps(wa);
     const __m256i zero = _mm256_setzero_si256(), vmax = _mm256_set1_epi32(umax), step = _mm256_set1_epi32(8);
+    const __m256i one = _mm256_set1_epi32(1), seven = _mm256_set1_epi32(7);
     __m256i vi = _mm256_add_epi32(_mm256_set1_epi32(lo), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     int i = lo;
     for (; i + 7 <= hi; i += 8, vi = _mm256_add_epi32(vi, step)) {
         __m256 uf = _mm256_add_ps(vb, _mm256_mul_ps(_mm256_cvtepi32_ps(vi), vc));
         __m256i u0 = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(uf), zero), vmax);
         __m256 f = _mm256_sub_ps(uf, _mm256_cvtepi32_ps(u0));
-        __m256 r0 = _mm256_i32gather_ps(row, u0, 4), r1 = _mm256_i32gather_ps(row + 1, u0, 4);
+        int b0 = _mm256_cvtsi256_si32(u0), b7 = _mm256_extract_epi32(u0, 7), base = b0 < b7 ? b0 : b7;
+        __m256i k0 = _mm256_sub_epi32(u0, _mm256_set1_epi32(base)), k1 = _mm256_add_epi32(k0, one);
+        __m256 w0 = _mm256_loadu_ps(row + base), w1 = _mm256_loadu_ps(row + base + 8);
+        __m256 r0 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(w0, k0), _mm256_permutevar8x32_ps(w1, k0),
+                                     _mm256_castsi256_ps(_mm256_cmpgt_epi32(k0, seven)));
+        __m256 r1 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(w0, k1), _mm256_permutevar8x32_ps(w1, k1),
+                                     _mm256_castsi256_ps(_mm256_cmpgt_epi32(k1, seven)));
         __m256 v = _mm256_mul_ps(vw, _mm256_add_ps(r0, _mm256_mul_ps(f, _mm256_sub_ps(r1, r0))));
         _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), v));
     }
     bp_line_scalar(out, row, i, hi, bf, cf, wa, umax);
 }
 
+/* 16 pixels read at most cells base .. base + 17: one two-table permute over 32 floats picks them. */
+__attribute__((target("avx512f"))) static void bp_line_avx512(float *restrict out, const float *restrict row,
+                                                              int lo, int hi, float bf, float cf, float wa, int umax)
+{
+    const __m512 vb = _mm512_set1_ps(bf), vc = _mm512_set1_ps(cf), vw = _mm512_set1_ps(wa);
+    const __m512i zero = _mm512_setzero_si512(), vmax = _mm512_set1_epi32(umax), step = _mm512_set1_epi32(16);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i vi = _mm512_add_epi32(_mm512_set1_epi32(lo),
+                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    int i = lo;
+    for (; i + 15 <= hi; i += 16, vi = _mm512_add_epi32(vi, step)) {
+        __m512 uf = _mm512_add_ps(vb, _mm512_mul_ps(_mm512_cvtepi32_ps(vi), vc));
+        __m512i u0 = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(uf), zero), vmax);
+        __m512 f = _mm512_sub_ps(uf, _mm512_cvtepi32_ps(u0));
+        int b0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(u0));
+        int b15 = _mm_cvtsi128_si32(_mm_shuffle_epi32(_mm512_extracti32x4_epi32(u0, 3), 3));
+        int base = b0 < b15 ? b0 : b15;
+        __m512i k0 = _mm512_sub_epi32(u0, _mm512_set1_epi32(base)), k1 = _mm512_add_epi32(k0, one);
+        __m512 w0 = _mm512_loadu_ps(row + base), w1 = _mm512_loadu_ps(row + base + 16);
+        __m512 r0 = _mm512_permutex2var_ps(w0, k0, w1), r1 = _mm512_permutex2var_ps(w0, k1, w1);
+        __m512 v = _mm512_mul_ps(vw, _mm512_add_ps(r0, _mm512_mul_ps(f, _mm512_sub_ps(r1, r0))));
+        _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(out + i), v));
+    }
+    bp_line_scalar(out, row, i, hi, bf, cf, wa, umax);
+}
+
+static atomic_int bp_isa = -1; /* FBP_ISA_*, resolved on first use */
+
+static int bp_isa_get(void)
+{
+    int isa = atomic_load_explicit(&bp_isa, memory_order_relaxed);
+    if (isa < 0) {
+        __builtin_cpu_init();
+        isa = __builtin_cpu_supports("avx512f") ? FBP_ISA_AVX512 : __builtin_cpu_supports("avx2") ? FBP_ISA_AVX2 : 0;
+        atomic_store_explicit(&bp_isa, isa, memory_order_relaxed);
+    }
+    return isa;
+}
+
+int apt_fbp_set_isa(int isa)
+{
+    bp_isa_get();
+    if (isa == FBP_ISA_AVX512 && !__builtin_cpu_supports("avx512f"))
+        return APT_ENOTSUP;
+    if (isa == FBP_ISA_AVX2 && !__builtin_cpu_supports("avx2"))
+        return APT_ENOTSUP;
+    atomic_store_explicit(&bp_isa, isa, memory_order_relaxed);
+    return APT_OK;
+}
+
 static void bp_line(float *out, const float *row, int lo, int hi, float bf, float cf, float wa, int umax)
 {
-    static atomic_int avx2 = -1;
-    int have = atomic_load_explicit(&avx2, memory_order_relaxed);
-    if (have < 0)
-        atomic_store_explicit(&avx2, have = __builtin_cpu_supports("avx2") ? 1 : 0, memory_order_relaxed);
-    (have ? bp_line_avx2 : bp_line_scalar)(out, row, lo, hi, bf, cf, wa, umax);
+    int isa = fabsf(cf) <= 1.0f ? bp_isa_get() : 0; /* the permutes assume the pixel step of a cosine */
+    if (isa == FBP_ISA_AVX512)
+        bp_line_avx512(out, row, lo, hi, bf, cf, wa, umax);
+    else if (isa == FBP_ISA_AVX2)
+        bp_line_avx2(out, row, lo, hi, bf, cf, wa, umax);
+    else
+        bp_line_scalar(out, row, lo, hi, bf, cf, wa, umax);
 }
 #else
+int apt_fbp_set_isa(int isa) { return isa ? APT_ENOTSUP : APT_OK; }
 #define bp_line bp_line_scalar
 #endif
 
 typedef struct bp_job {
-    const float *q;          /* filtered sinogram [n, Y, U] */
+    const float *q;          /* filtered sinogram [n, Y, Us]: rows of U values, then FBP_ROW_PAD zeros */
     const double *w, *c, *s; /* per angle: weight, cos, sin */
-    int n, Z, Y, X, U;
+    int n, Z, Y, X, U, Us;
     float *vol;
 } bp_job;
 
@@ -222,12 +289,13 @@ static void bp_run(void *arg, long t0, long t1)
 {
     bp_job *b = arg;
     double cx = (b->X - 1) / 2.0, cz = (b->Z - 1) / 2.0, cu = (b->U - 1) / 2.0;
-    for (size_t t = (size_t)t0; t < (size_t)t1; t++) {        int k = (int)(t / (size_t)b->Y), j = (int)(t % (size_t)b->Y);
+    for (size_t t = (size_t)t0; t < (size_t)t1; t++) {
+        int k = (int)(t / (size_t)b->Y), j = (int)(t % (size_t)b->Y);
         float *out = b->vol + t * (size_t)b->X;
         for (int i = 0; i < b->X; i++)
             out[i] = 0;
         for (int a = 0; a < b->n; a++) {
-            const float *row = b->q + ((size_t)a * b->Y + j) * b->U;
+            const float *row = b->q + ((size_t)a * b->Y + j) * b->Us;
             double base = -cx * b->c[a] + (k - cz) * b->s[a] + cu, c = b->c[a];
             /* the voxels whose detector coordinate base + i c falls in [0, U-1): solved once per row, so the inner
                loop is branch-free single precision (and vectorises) */
@@ -263,8 +331,8 @@ int apt_fbp(const apt_proj *p, const float *sino, apt_fbp_filter filter, float *
     int P = 64;
     while (P < 2 * U)
         P *= 2;
-    size_t rows = (size_t)n * Y;
-    float *q = malloc(rows * U * sizeof *q), *H = malloc(((size_t)P / 2 + 1) * sizeof *H);
+    size_t rows = (size_t)n * Y, Us = (size_t)U + FBP_ROW_PAD;
+    float *q = calloc(rows * Us, sizeof *q), *H = malloc(((size_t)P / 2 + 1) * sizeof *H);
     double *w = malloc((size_t)n * 3 * sizeof *w);
     float *buf = fftwf_alloc_real((size_t)P);
     fftwf_complex *F = fftwf_alloc_complex((size_t)P / 2 + 1);
@@ -283,7 +351,7 @@ int apt_fbp(const apt_proj *p, const float *sino, apt_fbp_filter filter, float *
         goto out;
     }
     int T = apt_proj_threads(p);
-    filt_job fj = {sino, H, q, U, P, fw, bw, 0};
+    filt_job fj = {sino, H, q, U, P, (int)Us, fw, bw, 0};
     atomic_init(&fj.failed, 0);
     apt_par_for(filt_run, &fj, (long)rows, rows * U < 4096 ? 1 : T);
     if (atomic_load(&fj.failed)) {
@@ -297,7 +365,7 @@ int apt_fbp(const apt_proj *p, const float *sino, apt_fbp_filter filter, float *
         w[n + a] = cos(th[a] * M_PI / 180.0);
         w[2 * n + a] = sin(th[a] * M_PI / 180.0);
     }
-    bp_job bj = {q, w, w + n, w + 2 * n, n, Z, Y, X, U, vol};
+    bp_job bj = {q, w, w + n, w + 2 * n, n, Z, Y, X, U, (int)Us, vol};
     apt_par_for(bp_run, &bj, (long)Z * Y, T);
 out:
     apt_fftw_lock();

@@ -2,7 +2,11 @@
  * subsets and relaxation (subsets interleave the sorted angles and are visited in bit-reversed order so successive
  * updates see far-apart views), and TV-FISTA: min 0.5|Ax-b|^2 + lambda TV(x), isotropic 3-D TV, step 1/L with
  * L = |A|^2 from power iteration, the TV prox solved by Beck & Teboulle's FGP on the dual (warm-started across
- * outer iterations). Row/column sums use the projector itself, so the weights match the operator exactly. */
+ * outer iterations). Row/column sums use the projector itself, so the weights match the operator exactly.
+ * Optional ray window (Andersen & Kak 1984, as scikit-image's iradon_sart does): each angle's back-projected
+ * correction is weighted by a Hamming window along the ray over the support, so a ray corrects the middle of its path
+ * more than its ends. With few or limited angles that is a prior (mass pulled towards the middle of the rays, away
+ * from the missing wedge's smear) - docs/TOMO.md has the measurement; off by default. */
 #include "aptomo/tomo.h"
 
 #include <math.h>
@@ -24,6 +28,7 @@ void apt_iter_opts_default(apt_iter_opts *o, const char *method)
     o->nonneg = 1;
     o->cylinder = 1;
     o->tv_inner = 10;
+    o->ray_window = 0;
 }
 
 static int check_opts(const apt_iter_opts *o, apt_error *err)
@@ -61,25 +66,46 @@ static void clip(float *x, size_t n, int nonneg)
    a pixel) at every angle. For a square slice and angles around the half circle that is the inscribed cylinder
    (scikit-image's circle, ASTRA's mask); for a slab with projections wide enough to hold it at every tilt it is
    the whole box. Outside it the data leave the volume unconstrained, so it is held at 0. */
+typedef struct mask_job {
+    const double *cs; /* [n][2]: cos, sin */
+    int n, Z, X, U;
+    unsigned char *m;
+} mask_job;
+
+static void mask_rows(void *ctx, long k0, long k1)
+{
+    const mask_job *j = ctx;
+    double cz = (j->Z - 1) / 2.0, cx = (j->X - 1) / 2.0, half = (j->U - 1) / 2.0 + 0.5 + 1e-9;
+    for (long k = k0; k < k1; k++)
+        for (int a = 0; a < j->n; a++) {
+            double c = j->cs[2 * a], s = j->cs[2 * a + 1];
+            unsigned char *row = j->m + (size_t)k * j->X;
+            for (int i = 0; i < j->X; i++)
+                if (fabs((i - cx) * c + (k - cz) * s) > half)
+                    row[i] = 0;
+        }
+}
+
 static unsigned char *support_mask(const apt_proj *p, int use)
 {
     int Z, X, U, n = apt_proj_angles(p);
     apt_proj_dims(p, &Z, NULL, &X, &U);
     unsigned char *m = malloc((size_t)Z * X);
-    if (!m)
+    double *cs = use ? malloc((size_t)n * 2 * sizeof *cs) : NULL;
+    if (!m || (use && !cs)) {
+        free(m);
         return NULL;
+    }
     memset(m, 1, (size_t)Z * X);
     if (!use)
         return m;
     const double *th = apt_proj_theta(p);
-    double cz = (Z - 1) / 2.0, cx = (X - 1) / 2.0, half = (U - 1) / 2.0 + 0.5 + 1e-9;
-    for (int a = 0; a < n; a++) {
-        double c = cos(th[a] * M_PI / 180.0), s = sin(th[a] * M_PI / 180.0);
-        for (int k = 0; k < Z; k++)
-            for (int i = 0; i < X; i++)
-                if (fabs((i - cx) * c + (k - cz) * s) > half)
-                    m[(size_t)k * X + i] = 0;
-    }
+    for (int a = 0; a < n; a++)
+        cs[2 * a] = cos(th[a] * M_PI / 180.0), cs[2 * a + 1] = sin(th[a] * M_PI / 180.0);
+    mask_job j = {cs, n, Z, X, U, m};
+    /* rows are independent: threads take z-rows (small planes run inline) */
+    apt_par_for(mask_rows, &j, Z, (size_t)n * Z * X < ((size_t)1 << 18) ? 1 : apt_proj_threads(p));
+    free(cs);
     return m;
 }
 
@@ -149,6 +175,7 @@ typedef struct os_plan {
     float *C;                /* [S][Z*X] (or one plane, recomputed per visit when the cache would not fit) */
     int cache;
     unsigned char *mask;     /* [Z*X] support */
+    float *win;              /* [n][Z*X] ray window per angle (Hamming along the ray), NULL when off */
     float *x;
     atomic_int failed;
 } os_plan;
@@ -161,6 +188,45 @@ static void os_free(os_plan *q)
     free(q->R);
     free(q->C);
     free(q->mask);
+    free(q->win);
+}
+
+#define HAMMING_BETA 0.46164 /* scikit-image's equiripple Hamming window (sart_projection_update) */
+
+/* Window of angle theta on the support: voxels are grouped by the detector pixel their centre projects to (the
+   ray through it); along that ray, at coordinate s' = -x sin + z cos, the weight is (1-b) - b cos(2 pi p) with
+   p = 0 .. 1 from the first support voxel of the ray to its last: 0.08 at the ends, 1 in the middle. */
+static int window_plane(const os_plan *q, double theta_deg, float *w)
+{
+    int Z = q->Z, X = q->X, U = q->U;
+    double c = cos(theta_deg * M_PI / 180.0), sn = sin(theta_deg * M_PI / 180.0);
+    double cx = (X - 1) / 2.0, cz = (Z - 1) / 2.0, cu = (U - 1) / 2.0;
+    double *lo = malloc((size_t)U * 2 * sizeof *lo);
+    if (!lo)
+        return APT_ENOMEM;
+    double *hi = lo + U;
+    for (int u = 0; u < U; u++)
+        lo[u] = INFINITY, hi[u] = -INFINITY;
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < Z; k++)
+            for (int i = 0; i < X; i++) {
+                size_t v = (size_t)k * X + i;
+                double t = (i - cx) * c + (k - cz) * sn, sp = -(i - cx) * sn + (k - cz) * c;
+                double uf = floor(t + cu + 0.5);
+                int u = uf < 0 ? -1 : uf >= U ? U : (int)uf;
+                int in = q->mask[v] && u >= 0 && u < U;
+                if (pass == 0) {
+                    if (in)
+                        lo[u] = sp < lo[u] ? sp : lo[u], hi[u] = sp > hi[u] ? sp : hi[u];
+                    continue;
+                }
+                double h = 1;
+                if (in && hi[u] > lo[u])
+                    h = (1 - HAMMING_BETA) - HAMMING_BETA * cos(2 * M_PI * (sp - lo[u]) / (hi[u] - lo[u]));
+                w[v] = (float)h;
+            }
+    free(lo);
+    return APT_OK;
 }
 
 /* C_s = 1 / (A_s^T 1) on one plane. */
@@ -169,6 +235,43 @@ static void os_colsum(const os_plan *q, int s, const float *ones_rows, float *pl
     apt_proj_slice_back(q->p, q->members + (size_t)s * q->per, q->count[s], ones_rows, (size_t)q->U, plane,
                         (size_t)q->X, P);
     invert(plane, (size_t)q->Z * q->X);
+}
+
+/* The weights, angle by angle and subset by subset, spread over threads: tasks [0, n) are the row sums of one
+   angle (R, inverted afterwards against the global maximum), [n, n + S) the column sums of one subset (C, cached
+   planes only), [n + S, 2n + S) the ray window of one angle. Each task writes its own rows, so the result does not
+   depend on the thread count. */
+typedef struct setup_job {
+    os_plan *q;
+    const float *ones;
+    int nC, nW;
+    atomic_int failed;
+} setup_job;
+
+static void setup_run(void *ctx, long t0, long t1)
+{
+    setup_job *j = ctx;
+    os_plan *q = j->q;
+    size_t plane = (size_t)q->Z * q->X;
+    float *P = malloc(apt_proj_scratch_floats(q->p) * sizeof *P);
+    if (!P) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    for (long t = t0; t < t1; t++) {
+        if (t < q->n) {
+            int a = (int)t;
+            apt_proj_slice_forward(q->p, &a, 1, j->ones, (size_t)q->X, q->R + (size_t)a * q->U, (size_t)q->U, P);
+        } else if (t < q->n + j->nC) {
+            int s = (int)(t - q->n);
+            os_colsum(q, s, j->ones, q->C + (size_t)s * plane, P);
+        } else {
+            int a = (int)(t - q->n - j->nC);
+            if (window_plane(q, apt_proj_theta(q->p)[a], q->win + (size_t)a * plane))
+                atomic_store(&j->failed, 1);
+        }
+    }
+    free(P);
 }
 
 static int os_new(os_plan *q, const apt_proj *p, const apt_iter_opts *o, const float *b, float *x, int S,
@@ -188,9 +291,9 @@ static int os_new(os_plan *q, const apt_proj *p, const apt_iter_opts *o, const f
     q->C = malloc((q->cache ? (size_t)S : 1) * plane * sizeof *q->C);
     q->mask = support_mask(p, o->cylinder);
     int *sorted = malloc((size_t)q->n * sizeof *sorted);
-    float *ones = malloc(big * sizeof *ones), *P = malloc(apt_proj_scratch_floats(p) * sizeof *P);
+    float *ones = malloc(big * sizeof *ones);
     int rc = APT_OK;
-    if (!q->members || !q->count || !q->order || !q->R || !q->C || !q->mask || !sorted || !ones || !P) {
+    if (!q->members || !q->count || !q->order || !q->R || !q->C || !q->mask || !sorted || !ones) {
         rc = apt_err(err, APT_ENOMEM, "sart: out of memory");
         goto out;
     }
@@ -203,27 +306,34 @@ static int os_new(os_plan *q, const apt_proj *p, const apt_iter_opts *o, const f
             q->members[(size_t)s * q->per + q->count[s]++] = sorted[a];
     for (size_t i = 0; i < big; i++)
         ones[i] = 1;
-    int *all = malloc((size_t)q->n * sizeof *all);
-    if (!all) {
-        rc = apt_err(err, APT_ENOMEM, "sart: out of memory");
+    if (o->ray_window) {
+        if ((double)q->n * plane * sizeof(float) > (double)(1u << 30)) {
+            rc = apt_err(err, APT_ERANGE, "sart: ray window tables for %d angles x %d x %d exceed 1 GiB", q->n, q->Z,
+                         q->X);
+            goto out;
+        }
+        if (!(q->win = malloc((size_t)q->n * plane * sizeof *q->win))) {
+            rc = apt_err(err, APT_ENOMEM, "sart: out of memory for the ray window");
+            goto out;
+        }
+    }
+    setup_job sj = {q, ones, q->cache ? S : 0, q->win ? q->n : 0, 0};
+    atomic_init(&sj.failed, 0);
+    long tasks = q->n + sj.nC + sj.nW;
+    apt_par_for(setup_run, &sj, tasks, (size_t)tasks * plane < ((size_t)1 << 16) ? 1 : apt_proj_threads(p));
+    if (atomic_load(&sj.failed)) {
+        rc = apt_err(err, APT_ENOMEM, "sart: out of memory for the weights");
         goto out;
     }
-    for (int a = 0; a < q->n; a++)
-        all[a] = a;
-    apt_proj_slice_forward(p, all, q->n, ones, (size_t)q->X, q->R, (size_t)q->U, P);
-    free(all);
     invert(q->R, nU);
     /* A ray that only clips a corner of the box (path below one voxel) would divide its residual - noise, for real
        projections - by that tiny length and drive the corner voxels to outliers; a path is counted as at least one
        voxel long, so such rays only nudge. */
     for (size_t i = 0; i < nU; i++)
         q->R[i] = q->R[i] > 1.0f ? 1.0f : q->R[i];
-    for (int s = 0; q->cache && s < S; s++)
-        os_colsum(q, s, ones, q->C + (size_t)s * plane, P);
 out:
     free(sorted);
     free(ones);
-    free(P);
     if (rc)
         os_free(q);
     return rc;
@@ -237,13 +347,14 @@ static void os_pass(void *ctx, long j0, long j1)
     size_t plane = (size_t)q->Z * X, rs = (size_t)Y * X;
     float *r = malloc((size_t)q->per * U * sizeof *r), *g = malloc(plane * sizeof *g),
           *P = malloc(apt_proj_scratch_floats(q->p) * sizeof *P), *Cp = NULL, *ones = NULL;
+    float *g1 = q->win && q->per > 1 ? malloc(plane * sizeof *g1) : NULL;
     if (!q->cache) {
         Cp = malloc(plane * sizeof *Cp);
         ones = malloc((size_t)q->per * U * sizeof *ones);
         for (size_t i = 0; ones && i < (size_t)q->per * U; i++)
             ones[i] = 1;
     }
-    if (!r || !g || !P || (!q->cache && (!Cp || !ones))) {
+    if (!r || !g || !P || (!q->cache && (!Cp || !ones)) || (q->win && q->per > 1 && !g1)) {
         atomic_store(&q->failed, 1);
         goto out;
     }
@@ -263,7 +374,17 @@ static void os_pass(void *ctx, long j0, long j1)
                 for (int u = 0; u < U; u++)
                     rt[u] = (bt[u] - rt[u]) * Rt[u];
             }
-            apt_proj_slice_back(q->p, idx, m, r, (size_t)U, g, (size_t)X, P);
+            if (!q->win) {
+                apt_proj_slice_back(q->p, idx, m, r, (size_t)U, g, (size_t)X, P);
+            } else { /* the window differs per angle: back-project the subset's angles one by one */
+                for (int t = 0; t < m; t++) {
+                    const float *wt = q->win + (size_t)idx[t] * plane;
+                    float *dst = t ? g1 : g;
+                    apt_proj_slice_back(q->p, idx + t, 1, r + (size_t)t * U, (size_t)U, dst, (size_t)X, P);
+                    for (size_t v = 0; v < plane; v++)
+                        g[v] = t ? g[v] + wt[v] * dst[v] : wt[v] * dst[v];
+                }
+            }
             int nonneg = q->o->nonneg;
             for (int k = 0; k < q->Z; k++) {
                 float *xr = xs + (size_t)k * rs;
@@ -280,6 +401,7 @@ static void os_pass(void *ctx, long j0, long j1)
 out:
     free(r);
     free(g);
+    free(g1);
     free(P);
     free(Cp);
     free(ones);
