@@ -1,7 +1,7 @@
 /* cmd_tomo.c - `aptomo tomo {fbp,sirt,sart,tv} IN.h5 -o OUT.h5`: the classical baselines on Data Exchange
  * projections (/exchange/data [Ntheta,Y,U], /exchange/theta degrees, volume_shape when aptomo wrote them) or on a
  * scan file (/entry/scan): then each angle goes through the daemon's per-angle ptychography and becomes an
- * integrated-phase projection (apt_angle_projs, src/ptycho/angle_proj.c) on a detector wide enough for the tilted
+ * integrated-phase projection (apt_angle_projs, src/angle/angle_proj.c) on a detector wide enough for the tilted
  * slab; --save-projections keeps them so the other methods need no second ptychography pass. */
 #include <hdf5.h>
 #include <math.h>
@@ -152,7 +152,7 @@ static int read_theta(const char *path, size_t n, double *theta)
 
 /* --- scan-file input ----------------------------------------------------------------------------------- */
 
-/* Projections from a scan file: the per-angle ptychography into ps (src/ptycho/angle_proj.c) on a detector wide
+/* Projections from a scan file: the per-angle ptychography into ps (src/angle/angle_proj.c) on a detector wide
    enough for the tilted slab. The volume is the scan's ground-truth grid (else tomo.grid), --nz/--nx override. */
 static int scan_projections(const tomo_opts *o, apt_angle_projs *ps, char **yaml)
 {
@@ -374,7 +374,7 @@ int cmd_tomo(int argc, char **argv)
         rc = CLI_FAIL;
     }
     apt_debug("tomo %s: %d x %d x %d from %d angles on %s, %d threads: input %.4f s, %s %.4f s, output %.4f s",
-              o.method, g.Z, g.Y, g.X, n, apt_proj_backend(p), apt_proj_threads(p), t_read - t_start, o.method,
+              o.method, g.Z, g.Y, g.X, n, apt_backend_name(apt_proj_backend(p)), apt_proj_threads(p), t_read - t_start, o.method,
               t_recon - t_read, apt_now() - t_recon);
 out:
     apt_proj_destroy(&p);
