@@ -154,8 +154,9 @@ typedef struct job {
 } job;
 
 /* The element-wise passes also get an AVX2 twin, chosen when the library loads (function multi-versioning). No FMA
-   in either twin (and -std=c11 forbids contraction), so both round identically: results do not depend on the CPU. */
-#if defined(__x86_64__) && defined(__has_attribute)
+   in either twin (and -std=c11 forbids contraction), so both round identically: results do not depend on the CPU.
+   -DPT_SIMD= builds the plain version only. */
+#if !defined(PT_SIMD) && defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define PT_SIMD __attribute__((target_clones("avx2", "default")))
 #endif
@@ -164,14 +165,15 @@ typedef struct job {
 #define PT_SIMD
 #endif
 
-/* dst[m] = src[m] * window of the slice (complex, all modes). */
-PT_SIMD static void mul_window(float *restrict dst, const float *restrict src, const float *restrict o, int M, int H,
+/* dst[m] = src[m] * window of the slice (complex, G modes); row by row, so the object row is read once for all. */
+PT_SIMD static void mul_window(float *restrict dst, const float *restrict src, const float *restrict o, int G, int H,
                                int W, int Nx)
 {
     size_t hw = (size_t)H * W;
-    for (int m = 0; m < M; m++)
-        for (int y = 0; y < H; y++) {
-            const float *restrict a = src + 2 * (m * hw + (size_t)y * W), *restrict b = o + 2 * (size_t)y * Nx;
+    for (int y = 0; y < H; y++) {
+        const float *restrict b = o + 2 * (size_t)y * Nx;
+        for (int m = 0; m < G; m++) {
+            const float *restrict a = src + 2 * (m * hw + (size_t)y * W);
             float *restrict d = dst + 2 * (m * hw + (size_t)y * W);
             for (int x = 0; x < W; x++) {
                 float ar = a[2 * x], ai = a[2 * x + 1], br = b[2 * x], bi = b[2 * x + 1];
@@ -179,6 +181,7 @@ PT_SIMD static void mul_window(float *restrict dst, const float *restrict src, c
                 d[2 * x + 1] = ar * bi + ai * br;
             }
         }
+    }
 }
 
 /* d[m] *= k (conj(k) when cj), for every mode. */
@@ -201,8 +204,8 @@ PT_SIMD static void back_window(float *restrict g, const float *restrict psi, co
                                 float *restrict gw, float *restrict gp, int M, int H, int W, int Nx)
 {
     size_t hw = (size_t)H * W;
-    for (int m = 0; m < M; m++)
-        for (int y = 0; y < H; y++) {
+    for (int y = 0; y < H; y++)
+        for (int m = 0; m < M; m++) {
             size_t off = 2 * (m * hw + (size_t)y * W);
             float *restrict a = g + off;
             const float *restrict s = psi + off, *restrict b = o + 2 * (size_t)y * Nx;
