@@ -164,6 +164,7 @@ static double time_best(apt_ptycho *p, bench_case *c, const fft_case *ff, double
 
 static const char HELP[] =
     "usage: aptomo bench ptycho [--size N] [--modes M] [--slices L] [--positions J] [--threads T] [--seconds S]\n"
+    "                           [--wisdom FILE]\n"
     "Diffraction patterns per second of the multislice model (forward + gradient) on 1 thread and on T, and the\n"
     "same FFTs alone (fft_bound_fraction = FFT-only time / full time). Each figure is the best of repeated\n"
     "calls (model and FFT-only alternating); the 1-thread pair counts the thread's CPU time, so other load on\n"
@@ -173,18 +174,21 @@ static const char HELP[] =
     "  --slices L     object slices, 1..64 (default 5)\n"
     "  --positions J  scan positions per call, 1..4096 (default 16)\n"
     "  --threads T    threads, 0 = all cores (default 0)\n"
-    "  --seconds S    time per measurement (the 1-thread pair gets 2 S), 0 < S <= 600 (default 3)\n";
+    "  --seconds S    time per measurement (the 1-thread pair gets 2 S), 0 < S <= 600 (default 3)\n"
+    "  --wisdom FILE  FFTW wisdom: loaded before planning (if the file exists) and saved after, so that repeated\n"
+    "                 runs time the same plans instead of re-measuring them on a busy machine\n";
 
 int bench_ptycho(int argc, char **argv)
 {
-    enum { O_SIZE = 256, O_MODES, O_SLICES, O_POSITIONS, O_THREADS, O_SECONDS };
+    enum { O_SIZE = 256, O_MODES, O_SLICES, O_POSITIONS, O_THREADS, O_SECONDS, O_WISDOM };
     static const struct option opts[] = {
         {"size", required_argument, NULL, O_SIZE},           {"modes", required_argument, NULL, O_MODES},
         {"slices", required_argument, NULL, O_SLICES},       {"positions", required_argument, NULL, O_POSITIONS},
         {"threads", required_argument, NULL, O_THREADS},     {"seconds", required_argument, NULL, O_SECONDS},
-        {0}};
+        {"wisdom", required_argument, NULL, O_WISDOM},       {0}};
     uint64_t n = 128, M = 12, L = 5, J = 16, threads = 0;
     double seconds = 3;
+    const char *wisdom = NULL;
     cli_parser p;
     int oc = 0;
     cli_init(&p, "bench ptycho", HELP, NULL, opts, argc, argv);
@@ -196,6 +200,7 @@ int bench_ptycho(int argc, char **argv)
         case O_POSITIONS: cli_uint(&p, 1, 4096, &J); break;
         case O_THREADS: cli_uint(&p, 0, 64, &threads); break;
         case O_SECONDS: cli_real(&p, 0, 600, CLI_OPEN_LO, &seconds); break;
+        case O_WISDOM: wisdom = p.arg; break;
         }
     }
     int cli_rc = cli_done(&p, oc, 0, 0, "");
@@ -210,11 +215,18 @@ int bench_ptycho(int argc, char **argv)
     apt_error err = {0};
     apt_ptycho *p1 = NULL, *pt = NULL;
     fft_case ff = {0};
+    if (wisdom && apt_fft_wisdom_load(wisdom, &err)) {
+        fprintf(stderr, "aptomo bench ptycho: %s\n", err.msg);
+        case_free(&c);
+        return CLI_USAGE;
+    }
     int rc = apt_ptycho_new(&c.g, 1, APT_BACKEND_CPU, &p1, &err);
     if (!rc)
         rc = apt_ptycho_new(&c.g, (int)threads, APT_BACKEND_CPU, &pt, &err);
     if (!rc)
         rc = fft_case_new(&ff, p1, &err);
+    if (!rc && wisdom)
+        rc = apt_fft_wisdom_save(wisdom, &err);
     bench_cpu_clock = 1;
     double tf = -1, t1 = rc ? -1 : time_best(p1, &c, &ff, 2 * seconds, &tf, &err);
     bench_cpu_clock = 0; /* T threads: wall time, compared with the 1-thread wall time */
