@@ -6,6 +6,7 @@ Runs `aptomo bench ptycho` over frames per angle, crop (probe window), modes and
 and docs/perf/scaling.json (every raw JSON line). Usage:
 
     /usr/bin/python3 bench/scaling.py [--aptomo build/tools/aptomo] [--out docs/perf] [--seconds 0.5] [--full-arch]
+    /usr/bin/python3 bench/scaling.py --from-json docs/perf/scaling.json   # redraw only
 
 Time per angle is extrapolated from the measured pattern rate: seconds = frames x iterations / patterns_per_s
 (the model's cost per pattern does not depend on how many patterns an angle has; the frames curve checks that with
@@ -205,10 +206,18 @@ def main():
     ap.add_argument("--positions", type=int, default=8, help="bench ptycho --positions of the sweeps")
     ap.add_argument("--full-arch", action="store_true",
                     help="also time one patch of the full-size arch (minutes on a few cores) and extrapolate")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: redraw the plots and tables from an earlier run's scaling.json")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.from_json:
+        with open(args.from_json) as fh:
+            res = json.load(fh)
+        nthreads = max(p["many"]["threads"] for p in res["crop"])
+        return finish(res, args.out, res["iterations"], res.get("frames_ref", args.frames), nthreads, args.from_json)
     nthreads = args.threads or len(os.sched_getaffinity(0))
-    res = {"machine": machine(), "iterations": args.iterations}
+    cmdline = "/usr/bin/python3 bench/scaling.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+    res = {"machine": machine(), "iterations": args.iterations, "frames_ref": args.frames, "command": cmdline.strip()}
     with tempfile.TemporaryDirectory() as tmp:
         wisdom = os.path.join(tmp, "fftw.wisdom")  # one plan per shape for the whole run
         d, J = DEFAULT, args.positions
@@ -241,12 +250,18 @@ def main():
                          "seconds": n * full["seconds"]})
         res["nn_full"] = {"patch": "x".join(map(str, p)), "patch_seconds": full["seconds"], "volumes": vols}
         print(f"  full arch: {full['seconds']:.2f} s per {p} patch", flush=True)
-    cmdline = "/usr/bin/python3 bench/scaling.py " + " ".join(map(shlex.quote, sys.argv[1:]))
-    files = plot_all(res, args.out, args.iterations, args.frames, nthreads)
-    files.append(write_tables(res, args.out, args.iterations, args.frames, nthreads, cmdline.strip()))
-    with open(os.path.join(args.out, "scaling.json"), "w") as fh:
-        json.dump(res, fh, indent=1)
-    files.append(os.path.join(args.out, "scaling.json"))
+    return finish(res, args.out, args.iterations, args.frames, nthreads)
+
+
+def finish(res, out, iterations, frames_ref, nthreads, source=None):
+    files = plot_all(res, out, iterations, frames_ref, nthreads)
+    files.append(write_tables(res, out, iterations, frames_ref, nthreads,
+                              res.get("command", "/usr/bin/python3 bench/scaling.py")))
+    path = os.path.join(out, "scaling.json")
+    if source is None or os.path.abspath(source) != os.path.abspath(path):
+        with open(path, "w") as fh:
+            json.dump(res, fh, indent=1)
+        files.append(path)
     for f in files:
         print("wrote", os.path.relpath(f))
     return 0
