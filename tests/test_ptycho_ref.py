@@ -162,6 +162,11 @@ def main():
                 compare(tmp, k, case, np.complex64, 2, BACKEND)
                 k += 1
         compare(tmp, k, random_case(rng, 2, 2, 20, 20), np.complex128, 2)  # complex128 input accepted
+        k += 1
+        # windows large enough that the CPU engine runs the modes through the FFT in groups (2 x 2, 3 x 1)
+        for M, L, H, W in [(4, 2, 128, 128), (3, 2, 96, 112)]:
+            compare(tmp, k, random_case(rng, M, L, H, W), np.complex64, 1 + k % 2)
+            k += 1
         bad_inputs(tmp, random_case(rng, 1, 2, 16, 16))
     print("failures:", failures)
     return 1 if failures else 0

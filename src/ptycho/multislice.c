@@ -1,13 +1,14 @@
 /* multislice.c - the multislice, mixed-state ptychography model (docs/PHYSICS.md) and the exact gradient of the
- * amplitude loss by reverse mode through the multislice chain. All M modes of one position go through the FFT as
- * one batch (one plan); threads take contiguous runs of positions with private workspaces and gradient accumulators
- * that are summed in thread order, so results do not depend on scheduling. Nothing is allocated per position. */
+ * amplitude loss by reverse mode through the multislice chain. The M modes go through the FFT in groups of G (one
+ * batched plan): a group's wavefields are small enough to stay in L2 from one FFT through the element-wise pass to the
+ * next, which makes both the FFTs and the passes faster than one M-mode batch streaming from L3 (docs/PERFORMANCE.md).
+ * Threads (apt_par_tasks) take contiguous runs of positions with private workspaces and gradient accumulators that
+ * are summed in thread order, so results do not depend on scheduling. Nothing is allocated per position. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "aptomo/parallel.h"
 #include "ptycho/ptycho_int.h"
 
 /* Geometry bounds, checked before any allocation. */
@@ -15,7 +16,6 @@
 #define PT_MAX_SLICES 512
 #define PT_MAX_WIN 4096
 #define PT_MAX_OBJ 32768
-#define PT_MAX_THREADS 64
 #define PT_MAX_BYTES ((size_t)16 << 30) /* all workspaces together */
 
 static int check_geom(const apt_ptycho_geom *g, apt_error *err)
@@ -41,22 +41,34 @@ static int check_geom(const apt_ptycho_geom *g, apt_error *err)
 /* numpy.fft.fftfreq(n, d)[k] */
 static double fftfreq(int k, int n, double d) { return (k <= (n - 1) / 2 ? k : k - n) / (n * d); }
 
+/* Modes per FFT batch: the largest divisor of M whose G wavefields take at most PT_GROUP_BYTES, a quarter of a
+   1 MiB L2, leaving room for the object rows, the gradient window and the propagator. */
+#define PT_GROUP_BYTES ((size_t)256 << 10)
+static int mode_group(int M, size_t hw)
+{
+    int G = 1;
+    for (int d = 2; d <= M; d++)
+        if (M % d == 0 && (size_t)d * hw * 2 * sizeof(float) <= PT_GROUP_BYTES)
+            G = d;
+    return G;
+}
+
+/* complex values per wavefield slot of a group: G H W rounded up so that every slot starts 64-byte aligned, as the
+   FFT plan needs */
+static size_t group_pad(int G, size_t hw) { return ((size_t)G * hw + 7) & ~(size_t)7; }
+
 int apt_ptycho_cpu_new(const apt_ptycho_geom *g, int threads, int measure, apt_ptycho **out, apt_error *err)
 {
     *out = NULL;
     int rc = check_geom(g, err);
     if (rc)
         return rc;
-    if (threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (int)n : 1;
-    }
-    if (threads > PT_MAX_THREADS)
-        threads = PT_MAX_THREADS;
+    threads = apt_par_threads(threads);
     size_t hw = (size_t)g->H * g->W, mhw = (size_t)g->M * hw, obj = (size_t)g->L * g->Ny * g->Nx;
-    size_t pad = (mhw + 7) & ~(size_t)7; /* wavefield slots start 64-byte aligned, as the FFT plan needs */
-    /* per thread: L wavefields of M modes + gradient accumulators (object, probe), complex float */
-    size_t per = ((size_t)g->L * mhw + obj + mhw) * 2 * sizeof(float);
+    int G = mode_group(g->M, hw), Q = g->M / G;
+    size_t gpad = group_pad(G, hw);
+    /* per thread: L wavefields of M modes + gradient accumulators (object, probe), complex float; far-field rows */
+    size_t per = (((size_t)g->L * Q * gpad + obj + mhw) * 2 + hw * 3) * sizeof(float);
     if (per > PT_MAX_BYTES / (size_t)threads)
         return apt_err(err, APT_ERANGE, "ptycho: %d threads x %zu MiB of workspace exceed %zu GiB", threads,
                        per >> 20, PT_MAX_BYTES >> 30);
@@ -66,20 +78,23 @@ int apt_ptycho_cpu_new(const apt_ptycho_geom *g, int threads, int measure, apt_p
         return apt_err(err, APT_ENOMEM, "ptycho: out of memory");
     p->g = *g;
     p->threads = threads;
+    p->group = G;
     p->ops = &apt_ptycho_cpu_ops;
     /* FFTW_MEASURE pays off for the large windows of real runs; small ones (tests, kernels) plan instantly. */
     unsigned flags = measure && hw >= 64 * 64 ? APT_FFT_MEASURE : 0;
-    rc = apt_fft_plan_new(g->M, g->H, g->W, flags, APT_BACKEND_CPU, &p->plan, err);
+    rc = apt_fft_plan_new(G, g->H, g->W, flags, APT_BACKEND_CPU, &p->plan, err);
     p->prop = apt_fft_alloc(hw);
     p->ws = calloc((size_t)threads, sizeof *p->ws);
     if (!rc && (!p->prop || !p->ws))
         rc = apt_err(err, APT_ENOMEM, "ptycho: out of memory");
     for (int t = 0; !rc && t < threads; t++) {
         ptycho_ws *w = &p->ws[t];
-        w->psi = g->L > 1 ? apt_fft_alloc((size_t)(g->L - 1) * pad) : NULL;
-        w->work = apt_fft_alloc(mhw);
+        w->psi = g->L > 1 ? apt_fft_alloc((size_t)(g->L - 1) * Q * gpad) : NULL;
+        w->work = apt_fft_alloc((size_t)Q * gpad);
         w->gprobe = apt_fft_alloc(mhw);
-        if ((g->L > 1 && !w->psi) || !w->work || !w->gprobe)
+        w->farI = malloc(hw * sizeof *w->farI);
+        w->farf = malloc(hw * sizeof *w->farf);
+        if ((g->L > 1 && !w->psi) || !w->work || !w->gprobe || !w->farI || !w->farf)
             rc = apt_err(err, APT_ENOMEM, "ptycho: out of memory for thread %d's workspace", t);
     }
     if (rc) {
@@ -110,6 +125,8 @@ void apt_ptycho_cpu_free(apt_ptycho *p)
         apt_fft_free(p->ws[t].work);
         apt_fft_free(p->ws[t].gobj);
         apt_fft_free(p->ws[t].gprobe);
+        free(p->ws[t].farI);
+        free(p->ws[t].farf);
     }
     free(p->ws);
     apt_fft_free(p->prop);
@@ -119,41 +136,60 @@ void apt_ptycho_cpu_free(apt_ptycho *p)
     free(p);
 }
 
-/* ---- the per-position engine ---- */
+/* ---- the per-position engine ----
+ * The element-wise passes sit between batched FFTs, so each one streams all M modes once; they are written to touch
+ * memory as little as possible: the object row (and its gradient row) is held in L1 while the M mode rows run over
+ * it, the far field is reduced and scaled one row at a time, the probe gradient is summed inside the last backward
+ * pass, and the inner loops are restrict-qualified straight-line complex arithmetic that gcc vectorises. */
 
 typedef struct job {
     apt_ptycho *p;
     const float *probe, *object, *meas;
     const int32_t *pos;
     const size_t *idx;
-    size_t k0, k1;
+    size_t n;
+    int T;
     int want_gobj, want_gprobe;
     float *intensity;
-    ptycho_ws *ws;
 } job;
 
-/* dst[m] = src[m] * window of slice (complex, all modes). */
-static void mul_window(float *dst, const float *src, const float *o, int M, int H, int W, int Nx)
+/* The element-wise passes also get an AVX2 twin, chosen when the library loads (function multi-versioning). No FMA
+   in either twin (and -std=c11 forbids contraction), so both round identically: results do not depend on the CPU.
+   -DPT_SIMD= builds the plain version only. */
+#if !defined(PT_SIMD) && defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define PT_SIMD __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef PT_SIMD
+#define PT_SIMD
+#endif
+
+/* dst[m] = src[m] * window of the slice (complex, G modes); row by row, so the object row is read once for all. */
+PT_SIMD static void mul_window(float *restrict dst, const float *restrict src, const float *restrict o, int G, int H,
+                               int W, int Nx)
 {
     size_t hw = (size_t)H * W;
-    for (int m = 0; m < M; m++)
-        for (int y = 0; y < H; y++) {
-            const float *a = src + 2 * (m * hw + (size_t)y * W), *b = o + 2 * (size_t)y * Nx;
-            float *d = dst + 2 * (m * hw + (size_t)y * W);
+    for (int y = 0; y < H; y++) {
+        const float *restrict b = o + 2 * (size_t)y * Nx;
+        for (int m = 0; m < G; m++) {
+            const float *restrict a = src + 2 * (m * hw + (size_t)y * W);
+            float *restrict d = dst + 2 * (m * hw + (size_t)y * W);
             for (int x = 0; x < W; x++) {
                 float ar = a[2 * x], ai = a[2 * x + 1], br = b[2 * x], bi = b[2 * x + 1];
                 d[2 * x] = ar * br - ai * bi;
                 d[2 * x + 1] = ar * bi + ai * br;
             }
         }
+    }
 }
 
 /* d[m] *= k (conj(k) when cj), for every mode. */
-static void mul_kernel(float *d, const float *k, int M, size_t hw, int cj)
+PT_SIMD static void mul_kernel(float *restrict d, const float *restrict k, int M, size_t hw, int cj)
 {
     float sg = cj ? -1.0f : 1.0f;
     for (int m = 0; m < M; m++) {
-        float *v = d + 2 * m * hw;
+        float *restrict v = d + 2 * m * hw;
         for (size_t i = 0; i < hw; i++) {
             float vr = v[2 * i], vi = v[2 * i + 1], kr = k[2 * i], ki = sg * k[2 * i + 1];
             v[2 * i] = vr * kr - vi * ki;
@@ -162,99 +198,159 @@ static void mul_kernel(float *d, const float *k, int M, size_t hw, int cj)
     }
 }
 
-/* Backward through "phi = psi * o": gobj(window) += sum_m conj(psi_m) g_m (if gw), then g_m = conj(o) g_m. */
-static void back_window(float *g, const float *psi, const float *o, float *gw, int M, int H, int W, int Nx)
+/* Backward through "phi = psi * o": gw(window) += sum_m conj(psi_m) g_m (if gw, modes in order), then
+   g_m = conj(o) g_m, or with gp, gp_m += conj(o) g_m instead (the probe gradient, at the first slice). One pass. */
+PT_SIMD static void back_window(float *restrict g, const float *restrict psi, const float *restrict o,
+                                float *restrict gw, float *restrict gp, int M, int H, int W, int Nx)
 {
     size_t hw = (size_t)H * W;
-    for (int m = 0; m < M; m++)
-        for (int y = 0; y < H; y++) {
-            float *a = g + 2 * (m * hw + (size_t)y * W);
-            const float *s = psi + 2 * (m * hw + (size_t)y * W), *b = o + 2 * (size_t)y * Nx;
-            float *acc = gw ? gw + 2 * (size_t)y * Nx : NULL;
-            for (int x = 0; x < W; x++) {
-                float gr = a[2 * x], gi = a[2 * x + 1];
-                if (acc) {
-                    float sr = s[2 * x], si = s[2 * x + 1];
+    for (int y = 0; y < H; y++)
+        for (int m = 0; m < M; m++) {
+            size_t off = 2 * (m * hw + (size_t)y * W);
+            float *restrict a = g + off;
+            const float *restrict s = psi + off, *restrict b = o + 2 * (size_t)y * Nx;
+            float *restrict acc = gw ? gw + 2 * (size_t)y * Nx : NULL;
+            if (acc && !gp)
+                for (int x = 0; x < W; x++) {
+                    float gr = a[2 * x], gi = a[2 * x + 1], sr = s[2 * x], si = s[2 * x + 1];
+                    float br = b[2 * x], bi = b[2 * x + 1];
                     acc[2 * x] += sr * gr + si * gi;
                     acc[2 * x + 1] += sr * gi - si * gr;
+                    a[2 * x] = br * gr + bi * gi;
+                    a[2 * x + 1] = br * gi - bi * gr;
                 }
-                float br = b[2 * x], bi = b[2 * x + 1];
-                a[2 * x] = br * gr + bi * gi;
-                a[2 * x + 1] = br * gi - bi * gr;
+            else {
+                if (acc)
+                    for (int x = 0; x < W; x++) {
+                        float gr = a[2 * x], gi = a[2 * x + 1], sr = s[2 * x], si = s[2 * x + 1];
+                        acc[2 * x] += sr * gr + si * gi;
+                        acc[2 * x + 1] += sr * gi - si * gr;
+                    }
+                float *restrict d = gp ? gp + off : a;
+                if (gp)
+                    for (int x = 0; x < W; x++) {
+                        float gr = a[2 * x], gi = a[2 * x + 1], br = b[2 * x], bi = b[2 * x + 1];
+                        d[2 * x] += br * gr + bi * gi;
+                        d[2 * x + 1] += br * gi - bi * gr;
+                    }
+                else
+                    for (int x = 0; x < W; x++) {
+                        float gr = a[2 * x], gi = a[2 * x + 1], br = b[2 * x], bi = b[2 * x + 1];
+                        d[2 * x] = br * gr + bi * gi;
+                        d[2 * x + 1] = br * gi - bi * gr;
+                    }
             }
         }
 }
 
-/* Far field in w (unshifted): loss against the centred measurement and w <- dL/dconj(Psi) * 2 (or, without meas,
-   the model intensity into out). Pixel k of the unshifted transform is pixel (k + n/2) mod n of the centred one. */
-static double farfield(float *w, const float *meas, float *out, int M, int H, int W)
+/* I (+)= sum over the G modes of |w_m|^2, in mode order (the first group of a position assigns). */
+PT_SIMD static void add_intensity(double *restrict I, const float *restrict w, int G, size_t hw, int first)
 {
-    size_t hw = (size_t)H * W;
+    for (int m = 0; m < G; m++) {
+        const float *restrict v = w + 2 * m * hw;
+        if (first && m == 0)
+            for (size_t i = 0; i < hw; i++)
+                I[i] = (double)v[2 * i] * v[2 * i] + (double)v[2 * i + 1] * v[2 * i + 1];
+        else
+            for (size_t i = 0; i < hw; i++)
+                I[i] += (double)v[2 * i] * v[2 * i] + (double)v[2 * i + 1] * v[2 * i + 1];
+    }
+}
+
+/* One pixel's amplitude loss and factor f, where dL/dconj(Psi_m) * 2 = f Psi_m; unmeasured (< 0) pixels: 0. */
+static inline float amp_factor(double I, double mv, double *loss)
+{
+    if (!(mv >= 0))
+        return 0;
+    double a = sqrt(I), d = a - sqrt(mv);
+    *loss += d * d;
+    return (float)(2 * d / (a + APT_PTYCHO_EPS));
+}
+
+/* From the mode-summed far-field intensity I (unshifted order): the loss against the centred measurement and the
+   factor f of every pixel, or without meas the intensity, centred, into out. Pixel k of the unshifted transform
+   is pixel (k + n/2) mod n of the centred one: each row (and column) is two runs, [0, n - n/2) -> + n/2 and
+   [n - n/2, n) -> - (n - n/2), so no index needs a modulo. */
+static double far_factor(const double *restrict I, const float *restrict meas, float *restrict f,
+                         float *restrict out, int H, int W)
+{
+    int wa = W - W / 2, ha = H - H / 2;
     double loss = 0;
     for (int y = 0; y < H; y++) {
-        int ys = (y + H / 2) % H;
-        for (int x = 0; x < W; x++) {
-            size_t k = (size_t)y * W + x, ks = (size_t)ys * W + (x + W / 2) % W;
-            double I = 0;
-            for (int m = 0; m < M; m++) {
-                float re = w[2 * (m * hw + k)], im = w[2 * (m * hw + k) + 1];
-                I += (double)re * re + (double)im * im;
-            }
-            if (out) {
-                out[ks] = (float)I;
-                continue;
-            }
-            double mv = meas[ks], f = 0;
-            if (mv >= 0) {
-                double a = sqrt(I), d = a - sqrt(mv);
-                loss += d * d;
-                f = 2 * d / (a + APT_PTYCHO_EPS);
-            }
-            for (int m = 0; m < M; m++) {
-                w[2 * (m * hw + k)] *= (float)f;
-                w[2 * (m * hw + k) + 1] *= (float)f;
-            }
+        const double *Iy = I + (size_t)y * W;
+        size_t ys = (size_t)(y < ha ? y + H / 2 : y - ha) * W;
+        if (out) {
+            for (int x = 0; x < wa; x++)
+                out[ys + W / 2 + x] = (float)Iy[x];
+            for (int x = wa; x < W; x++)
+                out[ys + x - wa] = (float)Iy[x];
+            continue;
         }
+        float *fy = f + (size_t)y * W;
+        for (int x = 0; x < wa; x++)
+            fy[x] = amp_factor(Iy[x], meas[ys + W / 2 + x], &loss);
+        for (int x = wa; x < W; x++)
+            fy[x] = amp_factor(Iy[x], meas[ys + x - wa], &loss);
     }
     return loss;
 }
 
-static void *run_job(void *arg)
+/* w[m] *= f, for the G modes. */
+PT_SIMD static void mul_factor(float *restrict w, const float *restrict f, int G, size_t hw)
 {
-    job *jb = arg;
+    for (int m = 0; m < G; m++) {
+        float *restrict v = w + 2 * m * hw;
+        for (size_t i = 0; i < hw; i++) {
+            v[2 * i] *= f[i];
+            v[2 * i + 1] *= f[i];
+        }
+    }
+}
+
+/* Thread t's share of the positions: [n t / T, n (t + 1) / T). Per position, group by group: the forward chain and
+   the far field, whose intensity is summed over all modes; then the loss and the factor f; then group by group (in
+   the same order, so the object gradient adds the modes in order m = 0..M-1 as ever) the backward chain. */
+static void run_task(void *ctx, int t)
+{
+    job *jb = ctx;
     apt_ptycho *p = jb->p;
     const apt_ptycho_geom *g = &p->g;
-    ptycho_ws *ws = jb->ws;
-    int M = g->M, H = g->H, W = g->W, L = g->L, Ny = g->Ny, Nx = g->Nx;
-    size_t hw = (size_t)H * W, mhw = (size_t)M * hw, slice = (size_t)Ny * Nx, pad = (mhw + 7) & ~(size_t)7;
+    ptycho_ws *ws = &p->ws[t];
+    int H = g->H, W = g->W, L = g->L, Nx = g->Nx, G = p->group, Q = g->M / G;
+    size_t hw = (size_t)H * W, ghw = (size_t)G * hw, slice = (size_t)g->Ny * Nx, gpad = group_pad(G, hw);
     int backward = jb->meas && (jb->want_gobj || jb->want_gprobe);
     apt_error *err = &ws->err;
     ws->loss = 0;
     ws->rc = APT_OK;
-    for (size_t k = jb->k0; k < jb->k1 && !ws->rc; k++) {
+    for (size_t k = jb->n * t / jb->T; k < jb->n * (t + 1) / jb->T && !ws->rc; k++) {
         size_t j = jb->idx ? jb->idx[k] : k;
         int r = jb->pos[2 * j], c = jb->pos[2 * j + 1];
         const float *o0 = jb->object + 2 * ((size_t)r * Nx + c);
-#define SLOT(l) ((l) == 0 ? jb->probe : ws->psi + 2 * (size_t)((l) - 1) * pad)
-        /* forward: psi_{l+1} = F^-1[F[psi_l o_l] H], stored for the backward pass */
-        for (int l = 0; l + 1 < L && !ws->rc; l++) {
-            float *dst = ws->psi + 2 * (size_t)l * pad;
-            mul_window(dst, SLOT(l), o0 + 2 * l * slice, M, H, W, Nx);
-            ws->rc = apt_fft_forward(p->plan, dst, err);
-            mul_kernel(dst, p->prop, M, hw, 0);
+        /* the incident wave of group q at slice l: the probe, then the stored slots */
+#define PSI(q, l) (ws->psi + 2 * ((size_t)(q) * (L - 1) + (l) - 1) * gpad)
+#define SLOT(q, l) ((l) == 0 ? jb->probe + 2 * (size_t)(q) * ghw : PSI(q, l))
+        for (int q = 0; q < Q && !ws->rc; q++) {
+            /* forward: psi_{l+1} = F^-1[F[psi_l o_l] H], stored for the backward pass */
+            for (int l = 0; l + 1 < L && !ws->rc; l++) {
+                float *dst = PSI(q, l + 1);
+                mul_window(dst, SLOT(q, l), o0 + 2 * l * slice, G, H, W, Nx);
+                ws->rc = apt_fft_forward(p->plan, dst, err);
+                mul_kernel(dst, p->prop, G, hw, 0);
+                if (!ws->rc)
+                    ws->rc = apt_fft_inverse_unscaled(p->plan, dst, err);
+            }
+            float *fw = ws->work + 2 * (size_t)q * gpad;
+            mul_window(fw, SLOT(q, L - 1), o0 + 2 * (size_t)(L - 1) * slice, G, H, W, Nx);
             if (!ws->rc)
-                ws->rc = apt_fft_inverse_unscaled(p->plan, dst, err);
+                ws->rc = apt_fft_forward(p->plan, fw, err);
+            add_intensity(ws->farI, fw, G, hw, q == 0);
         }
-        mul_window(ws->work, SLOT(L - 1), o0 + 2 * (size_t)(L - 1) * slice, M, H, W, Nx);
-        if (!ws->rc)
-            ws->rc = apt_fft_forward(p->plan, ws->work, err);
         if (ws->rc)
             break;
         const float *mj = jb->meas ? jb->meas + j * hw : NULL;
-        ws->loss += farfield(ws->work, mj, mj ? NULL : jb->intensity + k * hw, M, H, W);
+        ws->loss += far_factor(ws->farI, mj, ws->farf, mj ? NULL : jb->intensity + k * hw, H, W);
         if (!backward)
             continue;
-        /* backward: g_exit = F^H g_Psi = (H W) F^-1 g_Psi; through each slice and (adjoint) propagator */
         if (r < ws->r0)
             ws->r0 = r;
         if (r + H > ws->r1)
@@ -263,25 +359,27 @@ static void *run_job(void *arg)
             ws->c0 = c;
         if (c + W > ws->c1)
             ws->c1 = c + W;
-        ws->rc = apt_fft_inverse_unscaled(p->plan, ws->work, err);
-        for (int l = L - 1; l >= 0 && !ws->rc; l--) {
-            size_t off = 2 * ((size_t)l * slice + (size_t)r * Nx + c);
-            back_window(ws->work, SLOT(l), o0 + 2 * (size_t)l * slice, jb->want_gobj ? ws->gobj + off : NULL, M, H,
-                        W, Nx);
-            if (l == 0)
-                break;
-            /* adjoint of F^-1 diag(H) F is F^-1 diag(conj H) F */
-            ws->rc = apt_fft_forward(p->plan, ws->work, err);
-            mul_kernel(ws->work, p->prop, M, hw, 1);
-            if (!ws->rc)
-                ws->rc = apt_fft_inverse_unscaled(p->plan, ws->work, err);
+        for (int q = 0; q < Q && !ws->rc; q++) {
+            /* backward: g_exit = F^H g_Psi = (H W) F^-1 g_Psi; through each slice and (adjoint) propagator */
+            float *fw = ws->work + 2 * (size_t)q * gpad;
+            mul_factor(fw, ws->farf, G, hw);
+            ws->rc = apt_fft_inverse_unscaled(p->plan, fw, err);
+            for (int l = L - 1; l >= 0 && !ws->rc; l--) {
+                size_t off = 2 * ((size_t)l * slice + (size_t)r * Nx + c);
+                back_window(fw, SLOT(q, l), o0 + 2 * (size_t)l * slice, jb->want_gobj ? ws->gobj + off : NULL,
+                            l == 0 && jb->want_gprobe ? ws->gprobe + 2 * (size_t)q * ghw : NULL, G, H, W, Nx);
+                if (l == 0)
+                    break;
+                /* adjoint of F^-1 diag(H) F is F^-1 diag(conj H) F */
+                ws->rc = apt_fft_forward(p->plan, fw, err);
+                mul_kernel(fw, p->prop, G, hw, 1);
+                if (!ws->rc)
+                    ws->rc = apt_fft_inverse_unscaled(p->plan, fw, err);
+            }
         }
-        if (jb->want_gprobe)
-            for (size_t i = 0; i < 2 * mhw; i++)
-                ws->gprobe[i] += ws->work[i];
 #undef SLOT
+#undef PSI
     }
-    return NULL;
 }
 
 static int cpu_run(apt_ptycho *p, const float *probe, const float *object, const int32_t *pos, const float *meas,
@@ -292,26 +390,15 @@ static int cpu_run(apt_ptycho *p, const float *probe, const float *object, const
     int want_gobj = meas && gobj, want_gprobe = meas && gprobe;
     size_t slice = (size_t)g->Ny * g->Nx, obj = (size_t)g->L * slice, mhw = (size_t)g->M * g->H * g->W;
     int T = n < (size_t)p->threads ? (int)(n ? n : 1) : p->threads;
-    job jobs[PT_MAX_THREADS];
     for (int t = 0; t < T; t++) {
         ptycho_ws *ws = &p->ws[t];
         if (want_gobj && !ws->gobj && !(ws->gobj = apt_fft_alloc(obj)))
             return apt_err(err, APT_ENOMEM, "ptycho: out of memory for gradient accumulators");
         ws->r0 = g->Ny, ws->r1 = 0, ws->c0 = g->Nx, ws->c1 = 0;
-        jobs[t] = (job){.p = p, .probe = probe, .object = object, .meas = meas, .pos = pos, .idx = idx,
-                        .k0 = n * t / T, .k1 = n * (t + 1) / T, .want_gobj = want_gobj,
-                        .want_gprobe = want_gprobe, .intensity = intensity, .ws = ws};
     }
-    pthread_t th[PT_MAX_THREADS];
-    int started = 0;
-    for (int t = 1; t < T; t++, started++)
-        if (pthread_create(&th[t], NULL, run_job, &jobs[t]) != 0)
-            break;
-    for (int t = started + 1; t < T; t++) /* threads that could not start: run here */
-        run_job(&jobs[t]);
-    run_job(&jobs[0]);
-    for (int t = 1; t <= started; t++)
-        pthread_join(th[t], NULL);
+    job jb = {.p = p, .probe = probe, .object = object, .meas = meas, .pos = pos, .idx = idx, .n = n, .T = T,
+              .want_gobj = want_gobj, .want_gprobe = want_gprobe, .intensity = intensity};
+    apt_par_tasks(run_task, &jb, T);
 
     /* reduce in thread order; zero the accumulators again behind us */
     int rc = APT_OK;

@@ -15,10 +15,13 @@
 
 /* Per-thread workspace: wavefields and private gradient accumulators (summed in thread order = deterministic). */
 typedef struct ptycho_ws {
-    float *psi;      /* (L-1) slots of M x H x W (padded to 64 bytes): the incident wave at slices 2..L */
-    float *work;     /* M x H x W: exit wave, far field, back-propagated gradient */
+    float *psi;      /* M/G groups x (L-1) slots of G x H x W (each padded to 64 bytes): the incident wave at
+                        slices 2..L */
+    float *work;     /* M/G slots of G x H x W: exit wave, far field, back-propagated gradient */
     float *gobj;     /* L x Ny x Nx accumulator, allocated on the first gradient call; zero outside use */
     float *gprobe;   /* M x H x W accumulator */
+    double *farI;    /* H x W: far-field intensity summed over modes */
+    float *farf;     /* H x W: its amplitude-gradient factor */
     double loss;
     int r0, r1, c0, c1; /* rows [r0, r1) and cols [c0, c1) of the object touched by this thread's windows */
     int rc;
@@ -54,7 +57,8 @@ struct apt_ptycho {
     int threads;
     const struct apt_ptycho_ops *ops; /* where calls run: the CPU, or the GPU until a GPU call fails */
     void *dev;                        /* the GPU backend's state */
-    apt_fft_plan *plan;  /* batch M, H x W */
+    int group;           /* CPU: modes per FFT batch, G, a divisor of M (multislice.c) */
+    apt_fft_plan *plan;  /* CPU: batch G, H x W */
     float *prop;         /* H x W complex: exp(-i pi lambda dz |q|^2) / (H W), unshifted frequency order */
     ptycho_ws *ws;       /* threads of them */
     /* reconstruction scratch (recon.c), allocated on first use */
