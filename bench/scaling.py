@@ -187,7 +187,7 @@ def write_tables(res, out, iterations, frames_ref, nthreads, cmdline):
               "|---|---|---|"]
         for v in f["volumes"]:
             L.append(f"| {v['volume']} | {v['patches']} | {v['seconds']:.0f} |")
-    path = os.path.join(out, "scaling.md")
+    path = os.path.join(out, "scaling" + ".md")  # docs/perf/scaling.md by default
     with open(path, "w") as fh:
         fh.write("\n".join(L) + "\n")
     return path

@@ -31,8 +31,9 @@ Rules (each failure is printed as FILE:LINE: reason; exit 1 if any):
        (`docs/TOMO.md`, `configs/demo.yaml`, `tests/test_nn.c`), a leading `./` or `../` from the file's folder;
     2. every relative markdown link `[text](target)` resolves, from the file's folder, to a repository file or
        folder (URLs and `#anchors` are not checked; `target#anchor` checks `target`);
-    3. docs/*.md is installed alone (share/doc/aptomo/*.md): its relative links must stay inside docs/ and point
-       at .md files, so they work in an install too. Other repository files are mentioned as text, not linked.
+    3. docs/ is installed alone (share/doc/aptomo/: its .md and .png files, subfolders such as docs/perf/ included):
+       its relative links must stay inside docs/ and point at .md or .png files, so they work in an install too.
+       Other repository files are mentioned as text, not linked.
 """
 import fnmatch
 import os
@@ -228,9 +229,9 @@ def check_link(path, lineno, target):
     if not exists(p if p is None else p.rstrip("/")):
         fail(path, lineno, f"link '{target}' does not resolve to a repository file")
         return
-    if path.startswith("docs/") and not (p.startswith("docs/") and p.endswith(".md") and "/" not in p[5:]):
-        fail(path, lineno, f"link '{target}' leaves docs/: docs/*.md are installed alone, so they may link only to "
-                           "docs/*.md (mention other repository files as text, 'in the source tree')")
+    if path.startswith("docs/") and not (p.startswith("docs/") and p.endswith((".md", ".png"))):
+        fail(path, lineno, f"link '{target}' leaves docs/: docs/ is installed alone, so its pages may link only to "
+                           "its .md and .png files (mention other repository files as text, 'in the source tree')")
 
 
 def check_docs():

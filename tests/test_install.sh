@@ -91,7 +91,7 @@ grep -qx "ExecStart=$P/bin/aptomod --config $P/etc/aptomo/aptomod.yaml" "$unit" 
   grep -n 'ExecStart' "$unit"; fail "unit ExecStart does not name $P"; }
 grep -qx "Documentation=file://$P/share/doc/aptomo/OPERATIONS.md" "$unit" || fail "unit Documentation"
 grep -qx 'RestartPreventExitStatus=2' "$unit" || fail "unit restarts on exit 2 (bad configuration)"
-for f in bin/aptomod etc/aptomo/aptomod.yaml share/doc/aptomo/OPERATIONS.md; do
+for f in bin/aptomod etc/aptomo/aptomod.yaml share/doc/aptomo/OPERATIONS.md share/doc/aptomo/perf/ptycho_frames.png; do
   [ -f "$P/$f" ] || fail "$P/$f, which the unit names, is not installed"
 done
 [ -x "$P/bin/aptomod" ] || fail "$P/bin/aptomod is not executable"

@@ -13,7 +13,6 @@
 #include "aptomo/fft.h"
 #include "aptomo/parallel.h"
 #include "aptomo/ptycho.h"
-#include "ptycho/ptycho_int.h" /* the CPU engine's plan shape (p->group) */
 #include "bench.h"
 #include "cli.h"
 
@@ -83,7 +82,7 @@ static double model_rep(apt_ptycho *p, bench_case *c, apt_error *err)
     return (bench_now() - t0) / (double)c->J;
 }
 
-/* The model's FFTs alone, on the model's own plan shape (modes in groups of G = p->group per batched transform) and
+/* The model's FFTs alone, on the model's own plan shape (modes in groups of G = apt_ptycho_fft_batch per batched transform) and
    in its order: per group the forward chain (L - 1 pairs) and the far field, then per group the far field back and
    L - 1 pairs: 4L - 2 transforms of M modes per pattern, on as many wavefield buffers as the model keeps. */
 typedef struct fft_case {
@@ -97,7 +96,7 @@ static int fft_case_new(fft_case *f, const apt_ptycho *p, apt_error *err)
     const apt_ptycho_geom *g = apt_ptycho_geometry(p);
     size_t hw = (size_t)g->H * g->W, mhw = (size_t)g->M * hw;
     unsigned flags = hw >= 64 * 64 ? APT_FFT_MEASURE : 0; /* as apt_ptycho_new plans */
-    f->G = p->group;
+    f->G = apt_ptycho_fft_batch(p);
     if (apt_fft_plan_new(f->G, g->H, g->W, flags, APT_BACKEND_CPU, &f->pl, err))
         return -1;
     if (!(f->buf = apt_fft_alloc(mhw * (size_t)g->L))) {

@@ -36,6 +36,9 @@ void apt_ptycho_destroy(apt_ptycho **p);
 const apt_ptycho_geom *apt_ptycho_geometry(const apt_ptycho *p);
 /* Where calls run now: APT_BACKEND_CPU or APT_BACKEND_GPU (CPU after a GPU failure, see backend.h). */
 apt_backend apt_ptycho_backend(const apt_ptycho *p);
+/* Modes per batched FFT of the CPU engine: the divisor G of M whose wavefields stay in cache (a bench times the
+   FFTs alone on this shape to say how much of the model's time they are). */
+int apt_ptycho_fft_batch(const apt_ptycho *p);
 
 /* Model intensities I[j] = sum_m |fftshift(F[exit_jm])|^2 for J positions (row, col) = top-left of the window in
    the object array (integers, inside the object). probe [M,H,W] complex, object [L,Ny,Nx] complex, out [J,H,W]. */

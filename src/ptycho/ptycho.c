@@ -64,6 +64,8 @@ apt_backend apt_ptycho_backend(const apt_ptycho *p)
     return p->ops == &apt_ptycho_cpu_ops ? APT_BACKEND_CPU : APT_BACKEND_GPU;
 }
 
+int apt_ptycho_fft_batch(const apt_ptycho *p) { return p->group; }
+
 /* A GPU call failed (its outputs untouched): count it, log it, and run on the CPU from now on. */
 static int fall_back(apt_ptycho *p, int rc, const apt_error *e, apt_error *err)
 {
