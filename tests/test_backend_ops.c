@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "apt_test.h"
+#include "backend_cmp.h"
 #include "aptomo/backend.h"
 #include "aptomo/fft.h"
 #include "aptomo/gpu.h"
@@ -41,14 +42,7 @@ static void fill(float *p, size_t n, double lo, double hi)
 
 static void compare(const char *what, const float *got, const float *ref, size_t n, double tol)
 {
-    double num = 0, den = 0, mx = 0, big = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - ref[i];
-        num += d * d, den += (double)ref[i] * ref[i];
-        mx = fabs(d) > mx || isnan(d) ? fabs(d) : mx;
-        big = fabs(ref[i]) > big ? fabs(ref[i]) : big;
-    }
-    double rel = sqrt(num / (den > 0 ? den : 1)), mrel = mx / (big > 0 ? big : 1);
+    double mx, mrel, rel = cmp_errors(got, ref, n, &mx, &mrel);
     printf("  %-40s rel L2 %.2e  max abs %.2e (%.2e of max)\n", what, rel, mx, mrel);
     CHECK_MSG(rel <= tol && mrel <= 10 * tol, "%s: rel L2 %g, max abs %g of max (tol %g)", what, rel, mrel, tol);
 }
