@@ -200,6 +200,7 @@ struct aptd {
     struct aptd_auth *auth;           /* ZAP handler (auth.c), NULL when CURVE is off on both sockets */
     atomic_uint_fast64_t auth_refused; /* handshakes refused on the control and results sockets */
     atomic_int ran_ptycho, ran_proj, ran_nn; /* apt_backend each last ran on; -1 = not yet (status backends) */
+    struct aptd_web *web;             /* the dashboard (web*.c), NULL when web.port is 0 */
 };
 
 /* series.c */
@@ -317,6 +318,15 @@ struct json_t *aptd_latest_json(aptd *d);
 /* One topic's header (owned by the caller) and payload (into an initialised message): 1 with a payload, 0 without,
    -1 with *why set when there is nothing to give. */
 int aptd_latest_get(aptd *d, const char *topic, struct json_t **header, zmq_msg_t *payload, const char **why);
-
+/* web.c, web_feed.c, web_image.c: the dashboard over HTTP (nothing when web.port is 0) */
+int aptd_web_start(aptd *d, apt_error *err);
+void aptd_web_stop(aptd *d);
+void aptd_web_event(aptd *d, const char *topic, const char *header);            /* publisher thread: every message */
+void aptd_web_angle(aptd *d, const aptd_angle *a, const apt_angle_result *res); /* recon: the angle's phase stack */
+void aptd_web_reset(aptd *d);                                                   /* control reset */
+void aptd_web_status(aptd *d, struct json_t *h);                                /* status "web" */
+/* The PCC of a volume on the Approximant's grid with tomo.reference, as {"pcc": x} for the approximant and
+   baseline headers; NULL when no reference is set or its shape differs (recon.c). */
+struct json_t *aptd_reference_pcc(aptd *d, const float *vol, const apt_grid3 *g);
 
 #endif

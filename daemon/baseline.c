@@ -67,6 +67,9 @@ static void publish(aptd *d, const aptd_baseline *b, const double *theta)
     json_t *h = json_pack("{s:i,s:s,s:[i,i,i],s:[f,f,f],s:s,s:s}", "angles", b->n, "method", method_name[b->method],
                           "shape", g->Z, g->Y, g->X, "voxel_size_m", g->vz, g->vy, g->vx, "dtype", "float32", "order",
                           "C");
+    json_t *ref = aptd_reference_pcc(d, b->vol, g); /* the dashboard's quality-vs-angles plot */
+    if (ref)
+        json_object_set_new(h, "reference", ref);
     aptd_publish_json(d, "baseline", h, b->vol, nv * sizeof(float));
     apt_volume v = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, b->vol};
     apt_result res = {&v, NULL, theta, (size_t)b->n, d->s.config_yaml, NULL, NULL, 0};

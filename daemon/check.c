@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,7 +157,7 @@ static int check_refine(const apt_config *cfg, const aptd_settings *s, apt_error
     if (!s->reference[0])
         return APT_OK;
     apt_volume ref = {0};
-    if ((rc = apt_volume_read(s->reference, "/exchange/data", &ref, err)))
+    if ((rc = apt_volume_read_spec(s->reference, "/exchange/data", &ref, err)))
         return apt_config_blame(cfg, "tomo.reference", err);
     int rz = ref.Z, ry = ref.Y, rx = ref.X;
     apt_volume_free(&ref);
@@ -166,6 +167,17 @@ static int check_refine(const apt_config *cfg, const aptd_settings *s, apt_error
                                "(tomo.grid%s): it could never be compared", s->reference, rz, ry, rx,
                                g->Z * scale[0], g->Y * scale[1], g->X * scale[2],
                                s->model_weights[0] ? " times the network's scale" : "");
+    return APT_OK;
+}
+
+/* web.address must be a numeric address (the dashboard binds it; a host name would need DNS at start). */
+static int check_web(const apt_config *cfg, const aptd_settings *s, apt_error *err)
+{
+    struct sockaddr_storage sa;
+    int v6;
+    if (s->web_port && aptd_web_address(s->web_address, s->web_port, &sa, &v6))
+        return apt_config_fail(cfg, "web.address", err, APT_EINVAL, "'%s' is not a numeric IPv4 or IPv6 address",
+                               s->web_address);
     return APT_OK;
 }
 
@@ -181,6 +193,8 @@ static int check_compute(const apt_config *cfg, const aptd_settings *s, apt_erro
 int aptd_settings_check(const apt_config *cfg, const aptd_settings *s, apt_error *err)
 {
     int rc = check_endpoints(cfg, s, err);
+    if (!rc)
+        rc = check_web(cfg, s, err);
     if (!rc)
         rc = check_compute(cfg, s, err);
     if (!rc)

@@ -258,6 +258,7 @@ static json_t *control_run(aptd *d, aptd_request *rq)
         atomic_store(&d->reset_requested, 1);
         atomic_store(&d->state, APTD_IDLE);
         aptd_latest_clear(d);
+        aptd_web_reset(d);
         aptd_angle *wake = calloc(1, sizeof *wake); /* the worker resets (and moves the state aside) now */
         if (wake && (wake->wake = 1, aptd_queue_try_push(d->recon_q, wake)) != 0)
             free(wake);

@@ -44,6 +44,9 @@ void aptd_settings_default(aptd_settings *s)
     s->converge_updates = 3;
     snprintf(s->storage_dir, sizeof s->storage_dir, "/var/lib/aptomo");
     s->log_level = APT_LOG_INFO;
+    snprintf(s->web_address, sizeof s->web_address, "127.0.0.1");
+    s->web_max_clients = 16;
+    s->web_timeout_s = 30;
 }
 
 void aptd_get_stats(aptd *d, aptd_stats *st)
@@ -123,6 +126,8 @@ int aptd_start(const aptd_settings *s, aptd **out, apt_error *err)
         apt_err_prefix(err, rc, "storage.dir: ");
     if (!rc)
         rc = aptd_auth_start(d, err); /* the ZAP handler listens before a CURVE socket binds */
+    if (!rc)
+        rc = aptd_web_start(d, err); /* before the publisher: the feed sees every message, the resumed ones too */
     if (!rc)
         rc = aptd_publish_start(d, err);
     if (!rc)
@@ -208,6 +213,7 @@ void aptd_stop(aptd **dp)
         aptd_publish_status(d);
         aptd_publish_stop(d);
     }
+    aptd_web_stop(d); /* its requests read the queues and the latest-value cache: before they go */
     if (d->rep)
         zmq_close(d->rep);
     aptd_auth_stop(d); /* after the sockets it serves */

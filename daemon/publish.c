@@ -56,6 +56,7 @@ static void *publish_main(void *arg)
         if (has)
             m->payload = NULL;
         aptd_latest_keep(d, m->topic, m->header, has ? &body : NULL);
+        aptd_web_event(d, m->topic, m->header);
         int more = has ? ZMQ_SNDMORE : 0;
         if (zmq_send(d->pub, m->topic, strlen(m->topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
             zmq_send(d->pub, m->header, strlen(m->header), more | ZMQ_DONTWAIT) < 0 ||
@@ -177,6 +178,7 @@ json_t *aptd_status_json(aptd *d)
     json_object_set_new(md, "expired", json_integer((json_int_t)atomic_load(&d->meta_late_expired)));
     json_object_set_new(md, "ignored", json_integer((json_int_t)atomic_load(&d->meta_ignored)));
     json_object_set_new(h, "metadata", md);
+    aptd_web_status(d, h);
     return h;
 }
 

@@ -88,6 +88,9 @@ static void publish_approximant(aptd *d, aptd_recon_state *r)
     }
     json_t *h = json_pack("{s:i,s:[i,i,i],s:[f,f,f],s:s,s:s}", "angles", apt_approx_angles(r->approx), "shape", g->Z,
                           g->Y, g->X, "voxel_size_m", g->vz, g->vy, g->vx, "dtype", "float32", "order", "C");
+    json_t *ref = aptd_reference_pcc(d, r->volume, g); /* the dashboard's quality-vs-angles plot */
+    if (ref)
+        json_object_set_new(h, "reference", ref);
     aptd_publish_json(d, "approximant", h, r->volume, n * sizeof(float));
     apt_volume v = {g->Z, g->Y, g->X, {g->vz, g->vy, g->vx}, r->volume};
     apt_result res = {NULL, &v, r->theta, r->n_theta, d->s.config_yaml, NULL, NULL, 0};
@@ -197,6 +200,7 @@ static void reconstruct(aptd *d, aptd_recon_state *r, aptd_angle *a)
              "the Approximant", (unsigned long long)a->series_id, a->angle_deg, res.seconds, res.frames_used,
              res.n_loss ? res.loss[0] : NAN, res.n_loss ? res.loss[res.n_loss - 1] : NAN,
              apt_approx_angles(r->approx));
+    aptd_web_angle(d, a, &res); /* before the angle message: a page that gets it finds this angle's picture */
     publish_angle(d, a, &res, apt_now() - t0, counts);
     publish_approximant(d, r);
     aptd_baseline_add(d, &res, 2 * M_PI / apt_angle_wavelength(r->ctx), a->angle_deg);

@@ -96,6 +96,14 @@ static int refine_volume(aptd *d, const apt_volume *in, apt_volume *out, apt_err
 
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
+json_t *aptd_reference_pcc(aptd *d, const float *vol, const apt_grid3 *g)
+{
+    const apt_volume *r = &d->reference; /* loaded before the reconstruction worker starts, then read-only */
+    if (!r->data || r->Z != g->Z || r->Y != g->Y || r->X != g->X)
+        return NULL;
+    return json_pack("{s:o}", "pcc", num_or_null(apt_metric_pcc(vol, r->data, (size_t)g->Z * g->Y * g->X, NULL)));
+}
+
 static void publish_stop(aptd *d, int angles, const char *reason)
 {
     json_t *h = json_pack("{s:i,s:s,s:s}", "angles", angles, "reason", reason, "advice", "stop_acquisition");
@@ -217,7 +225,7 @@ int aptd_refine_start(aptd *d, apt_error *err)
                  apt_nn_weights_id(d->model), d->patch[0], d->patch[1], d->patch[2], d->scale[0], d->scale[1],
                  d->scale[2]);
     }
-    if (d->s.reference[0] && (rc = apt_volume_read(d->s.reference, "/exchange/data", &d->reference, err)))
+    if (d->s.reference[0] && (rc = apt_volume_read_spec(d->s.reference, "/exchange/data", &d->reference, err)))
         return apt_err_prefix(err, rc, "tomo.reference: ");
     if (pthread_create(&d->refiner, NULL, refine_main, d))
         return apt_err(err, APT_ENOMEM, "cannot start refinement thread");

@@ -74,6 +74,10 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     s->baseline = apt_config_enum(cfg, "tomo.baseline", err); /* index into none|fbp|sart = APTD_BASELINE_* */
     s->spool_frames = apt_config_bool(cfg, "storage.spool_frames", err);
     s->spool_min_free_mb = (uint64_t)apt_config_int(cfg, "storage.spool_min_free_mb", err);
+    COPY_STR(s->web_address, "web.address");
+    s->web_port = (int)apt_config_int(cfg, "web.port", err);
+    s->web_max_clients = (int)apt_config_int(cfg, "web.max_clients", err);
+    s->web_timeout_s = apt_config_float(cfg, "web.timeout_s", err);
     s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
     if (s->log_level < 0)
         s->log_level = APT_LOG_INFO;

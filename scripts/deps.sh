@@ -10,12 +10,15 @@ pkgs=(
   cmake make gcc g++ clang libclang-rt-dev pkg-config git
   # libraries (configure + build)
   libzmq3-dev libhdf5-dev libyaml-dev libfftw3-dev liblz4-dev zlib1g-dev libcbor-dev libjansson-dev libsystemd-dev
-  libpng-dev libcairo2-dev libopenblas-dev
+  libpng-dev libcairo2-dev libopenblas-dev libmicrohttpd-dev
   # oneDNN; Debian's dnnl-config.cmake requires OpenCL, which libdnnl-dev only Recommends
   libdnnl-dev ocl-icd-opencl-dev
   # run time + tests: HDF5 LZ4 plugin, preview font, systemd-analyze (tests/test_install.sh), Python references
   hdf5-filter-plugin fonts-dejavu-core systemd
   python3 python3-numpy python3-h5py python3-zmq python3-cbor2 python3-lz4 bitshuffle python3-torch python3-skimage
+  python3-pil
+  # the dashboard's browser test (tests/test_web_browser.py): headless Chromium
+  chromium
 )
 if [ "${1:-}" = "--list" ]; then
   printf '%s\n' "${pkgs[@]}"

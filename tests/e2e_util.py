@@ -75,6 +75,7 @@ class Daemon:
             f"storage.dir={self.spool}",
             "results.status_period_s=0.2",
             "physics.reconstruct=false",  # ingest tests stream synthetic frames; physics tests turn it on
+            "web.port=0",  # the demo's dashboard port would collide between tests run in parallel; web tests set one
         ]
         if config and os.path.basename(config) == "demo.yaml":
             # the demo's weights path is relative to the repository root, where the demo runs; tests run elsewhere

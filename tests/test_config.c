@@ -85,6 +85,10 @@ static const struct {
     {"control.endpoint", "tcp://127.0.0.1:9997"},
     {"control.curve_secret_key", ""},
     {"control.curve_clients", ""},
+    {"web.port", "0"},
+    {"web.address", "127.0.0.1"},
+    {"web.max_clients", "16"},
+    {"web.timeout_s", "30"},
     {"compute.backend", "auto"},
     {"physics.energy_keV", "8.8"},
     {"physics.detector_distance_m", "1.92"},
@@ -328,7 +332,7 @@ static void test_demo(void)
                                             "physics.detector_distance_m", "physics.probe",
                                             "physics.probe.defocus_m", "tomo.grid", "tomo.voxel_size_m", "sim.grid",
                                             "sim.voxel_size_m", "sim.angles", "sim.range_deg", "sim.layers",
-                                            "model.weights", NULL};
+                                            "model.weights", "web.port", NULL};
     char path[1024];
     src_path(path, sizeof path, "configs/demo.yaml");
     apt_config *c = NULL, *def = NULL, *ref = NULL;

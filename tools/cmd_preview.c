@@ -50,22 +50,16 @@ int cmd_preview(int argc, char **argv)
     apt_error err = {0};
     int rc = CLI_OK, loaded = 0;
     for (int i = 0; i < n; i++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s", files[i]);
-        const char *ds = dataset;
-        char *colon = strstr(path, ".h5:");
-        if (colon) {
-            colon[3] = '\0';
-            ds = colon + 4;
-        }
-        if (apt_volume_read(path, ds, &vols[i], &err)) {
+        if (apt_volume_read_spec(files[i], dataset, &vols[i], &err)) {
             fprintf(stderr, "aptomo preview: %s\n", err.msg);
             rc = CLI_USAGE;
             break;
         }
         loaded++;
         ptrs[i] = &vols[i];
-        snprintf(names[i], sizeof names[i], "%s:%s", path, ds);
+        const char *colon = strstr(files[i], ".h5:/");
+        snprintf(names[i], sizeof names[i], "%.*s:%s", colon ? (int)(colon + 3 - files[i]) : 1023, files[i],
+                 colon ? colon + 4 : dataset);
         labels[i] = names[i];
     }
     if (rc == CLI_OK && apt_preview_write(out, ptrs, labels, n, title, &err)) {

@@ -3,6 +3,8 @@
 #ifndef APTOMO_PREVIEW_H
 #define APTOMO_PREVIEW_H
 
+#include <stddef.h>
+
 #include "aptomo/error.h"
 #include "aptomo/export.h"
 #include "aptomo/volume.h"
@@ -13,6 +15,10 @@ APT_API_BEGIN
    Volumes may differ in shape. */
 int apt_preview_write(const char *png_path, const apt_volume *const *vols, const char *const *labels, int n,
                       const char *title, apt_error *err);
+
+/* The robust display range of n values (1st and 99th percentile of a subsample of at most ~200000, non-finite
+   values skipped); hi > lo always. The previews and aptomod's dashboard colour scales use it. */
+void apt_preview_range(const float *v, size_t n, double *lo, double *hi);
 
 APT_API_END
 

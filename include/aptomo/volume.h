@@ -23,6 +23,9 @@ typedef struct apt_volume {
    (e.g. /entry/sample/voxel_size_m for a scan file's ground truth), else /exchange/voxel_size_m, else NaN; each
    component must be finite and > 0, or NaN (unknown). */
 int apt_volume_read(const char *path, const char *dataset, apt_volume *v, apt_error *err);
+/* As apt_volume_read, from "FILE" (dataset `dataset`) or "FILE.h5:/DATASET" (that dataset): the one way commands
+   and the daemon's tomo.reference name a volume inside a file. */
+int apt_volume_read_spec(const char *spec, const char *dataset, apt_volume *v, apt_error *err);
 void apt_volume_free(apt_volume *v);
 
 typedef struct apt_result {

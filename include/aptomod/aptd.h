@@ -55,6 +55,10 @@ typedef struct aptd_settings {
     int spool_frames;
     uint64_t spool_min_free_mb; /* spool off below this much free space on storage.dir; 0 = no check */
     int log_level;              /* APT_LOG_* */
+    /* the dashboard (web*.c): off when web_port is 0 */
+    char web_address[64];
+    int web_port, web_max_clients;
+    double web_timeout_s;
     /* physics: probe NULL = reconstruction off (angles are only reported) */
     apt_angle_cfg angle;
     float *probe;               /* [M, crop, crop] complex, owned by the settings */
@@ -102,6 +106,9 @@ void aptd_stop(aptd **d);
 void aptd_get_stats(aptd *d, aptd_stats *st);
 /* CURVE key files of the control and results sockets (auth.c): the pair readable by its owner only and matching,
    the client list parseable and not empty, both keys or neither. Part of aptd_settings_check. */
+struct sockaddr_storage;
+/* web.address + web.port -> the dashboard's socket address (numeric IPv4 or IPv6 only); -1 if not one (web.c). */
+int aptd_web_address(const char *address, int port, struct sockaddr_storage *sa, int *is_v6);
 int aptd_auth_check(const struct apt_config *cfg, const aptd_settings *s, apt_error *err);
 /* SIGHUP, on the control thread (control.c): ns is the re-read configuration, already through aptd_settings_load;
    cfg0 the one the daemon started with, cfg1 the new one. Live keys that differ are applied (logged old -> new),

@@ -52,6 +52,12 @@ static const apt_config_key keys[] = {
     S("control.curve_clients", "\"\"", 0,
       "with CURVE: authorised control clients' public keys (file, or directory of *.pub); re-read on SIGHUP"),
 
+    I("web.port", "0", 0, 65535, "dashboard (HTTP) port; 0 = no dashboard"),
+    S("web.address", "\"127.0.0.1\"", APT_CFG_NONEMPTY,
+      "numeric IPv4 or IPv6 address the dashboard listens on; 0.0.0.0 or :: = every interface (no access control)"),
+    I("web.max_clients", "16", 1, 1024, "concurrent dashboard connections (each event stream is one); more wait"),
+    F("web.timeout_s", "30", 1, 3600, 0, "a dashboard connection that stalls (reads nothing) this long is closed (s)"),
+
     E("compute.backend", "auto", "auto|cpu|gpu",
       "where the ptychography model, the tomography projector and the network run: gpu when present (auto)"),
     F("physics.energy_keV", "8.8", 0.1, 1000, 0, "photon energy (keV)"),

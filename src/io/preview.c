@@ -34,24 +34,28 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Robust range from a subsample: 1st and 99th percentile. */
-static void range_of(const apt_volume *v, double *lo, double *hi)
+void apt_preview_range(const float *v, size_t n, double *lo, double *hi)
 {
-    size_t n = (size_t)v->Z * v->Y * v->X, step = n > 200000 ? n / 200000 : 1, m = 0;
+    size_t step = n > 200000 ? n / 200000 : 1, m = 0;
     float *s = malloc((n / step + 1) * sizeof *s);
     if (!s) {
         *lo = 0, *hi = 1;
         return;
     }
     for (size_t i = 0; i < n; i += step)
-        if (isfinite(v->data[i]))
-            s[m++] = v->data[i];
+        if (isfinite(v[i]))
+            s[m++] = v[i];
     qsort(s, m, sizeof *s, cmp_float);
     *lo = m ? s[m / 100] : 0;
     *hi = m ? s[m - 1 - m / 100] : 1;
     if (*hi <= *lo)
         *hi = *lo + (fabs(*lo) > 0 ? fabs(*lo) * 1e-3 : 1e-12);
     free(s);
+}
+
+static void range_of(const apt_volume *v, double *lo, double *hi)
+{
+    apt_preview_range(v->data, (size_t)v->Z * v->Y * v->X, lo, hi);
 }
 
 typedef struct slice_view {

@@ -74,6 +74,22 @@ out:
     return rc;
 }
 
+int apt_volume_read_spec(const char *spec, const char *dataset, apt_volume *v, apt_error *err)
+{
+    char path[4096];
+    if (strlen(spec) >= sizeof path) {
+        memset(v, 0, sizeof *v);
+        return apt_err(err, APT_EINVAL, "volume file name longer than %zu characters", sizeof path - 1);
+    }
+    memcpy(path, spec, strlen(spec) + 1);
+    char *colon = strstr(path, ".h5:/"); /* "FILE.h5:/DATASET": a dataset name always starts with '/' */
+    if (colon) {
+        colon[3] = '\0';
+        dataset = colon + 4;
+    }
+    return apt_volume_read(path, dataset, v, err);
+}
+
 void apt_volume_free(apt_volume *v)
 {
     free(v->data);
