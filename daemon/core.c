@@ -46,6 +46,7 @@ void aptd_settings_default(aptd_settings *s)
     s->log_level = APT_LOG_INFO;
     snprintf(s->web_address, sizeof s->web_address, "127.0.0.1");
     s->web_max_clients = 16;
+    s->web_stream_events = 512;
     s->web_timeout_s = 30;
 }
 

@@ -77,6 +77,7 @@ int aptd_settings_from_config(const apt_config *cfg, aptd_settings *s, apt_error
     COPY_STR(s->web_address, "web.address");
     s->web_port = (int)apt_config_int(cfg, "web.port", err);
     s->web_max_clients = (int)apt_config_int(cfg, "web.max_clients", err);
+    s->web_stream_events = (int)apt_config_int(cfg, "web.stream_events", err);
     s->web_timeout_s = apt_config_float(cfg, "web.timeout_s", err);
     s->log_level = apt_log_parse_level(apt_config_str(cfg, "log.level", err));
     if (s->log_level < 0)

@@ -172,6 +172,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return send_response(w, c, r, status, why);
 }
 
+/* Each connection's kernel send buffer is kept small: a browser that stops reading then blocks its stream within
+   WEB_SNDBUF bytes, and web.timeout_s later libmicrohttpd closes it, instead of the kernel queueing megabytes for
+   it (Linux grows a loopback socket's buffer to 4 MiB). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls, (void)socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int sndbuf = WEB_SNDBUF;
+    if (ci)
+        setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -205,7 +220,9 @@ int aptd_web_start(aptd *d, apt_error *err)
     if (!d->s.web_port)
         return APT_OK;
     aptd_web *w = calloc(1, sizeof *w);
-    if (!w || web_feed_init(w)) {
+    if (!w || web_feed_init(w, d->s.web_stream_events)) {
+        if (w)
+            web_feed_free(w);
         free(w);
         return apt_err(err, APT_ENOMEM, "out of memory for the dashboard");
     }
@@ -226,7 +243,8 @@ int aptd_web_start(aptd *d, apt_error *err)
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->s.web_max_clients,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->s.web_timeout_s,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
-                              MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+                              MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (!w->mhd) {
         web_feed_free(w);
         free(w);

@@ -13,12 +13,15 @@
 
 #include "web_int.h"
 
-#define STREAM_BATCH ((size_t)256 << 10) /* bytes of events a stream copies per wake-up */
+#define STREAM_BATCH ((size_t)32 << 10) /* bytes of events a stream copies per wake-up (a slow one re-reads the ring
+                                            this often, and so learns soon that it fell behind) */
 
 static const char *const hist_topics[3] = {"approximant", "baseline", "metrics"};
 
-int web_feed_init(aptd_web *w)
+int web_feed_init(aptd_web *w, int events)
 {
+    w->ring_cap = (uint64_t)events;
+    w->ring = calloc((size_t)events, sizeof *w->ring);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -27,15 +30,16 @@ int web_feed_init(aptd_web *w)
     for (int i = 0; i < 3; i++)
         if (!(w->hist[i] = json_array()))
             rc = -1;
-    return rc ? -1 : 0;
+    return rc || !w->ring ? -1 : 0;
 }
 
 void web_feed_free(aptd_web *w)
 {
-    for (uint64_t id = w->first_id; id < w->next_id; id++)
-        free(w->ring[id % WEB_RING].text);
+    for (uint64_t id = w->first_id; w->ring && id < w->next_id; id++)
+        free(w->ring[id % w->ring_cap].text);
     for (int i = 0; i < 3; i++)
         json_decref(w->hist[i]);
+    free(w->ring);
     free(w->phase);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
@@ -44,15 +48,15 @@ void web_feed_free(aptd_web *w)
 /* Caller holds w->mu. Takes text (malloc'd). Drops the oldest records beyond the ring's count and byte bounds. */
 static void ring_push_locked(aptd_web *w, char *text, size_t len)
 {
-    while (w->next_id - w->first_id >= WEB_RING ||
+    while (w->next_id - w->first_id >= w->ring_cap ||
            (w->next_id > w->first_id && w->ring_bytes + len > WEB_RING_BYTES)) {
-        web_event *old = &w->ring[w->first_id % WEB_RING];
+        web_event *old = &w->ring[w->first_id % w->ring_cap];
         w->ring_bytes -= old->len;
         free(old->text);
         old->text = NULL;
         w->first_id++;
     }
-    web_event *e = &w->ring[w->next_id % WEB_RING];
+    web_event *e = &w->ring[w->next_id % w->ring_cap];
     e->id = w->next_id++;
     e->text = text;
     e->len = len;
@@ -245,7 +249,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
             rc = stream_append(s, ka, sizeof ka - 1);
         } else {
             while (!rc && s->next < w->next_id && s->len < STREAM_BATCH) {
-                const web_event *e = &w->ring[s->next % WEB_RING];
+                const web_event *e = &w->ring[s->next % w->ring_cap];
                 rc = stream_append(s, e->text, e->len);
                 s->next++;
             }

@@ -160,6 +160,8 @@ struct MHD_Response *web_image_volume(aptd_web *w, int topic, const char *axis, 
         return *why = "axis must be z, y or x", NULL;
     if (parse_format(format, &png))
         return *why = "format must be png or raw", NULL;
+    if (index && parse_index(index, 1000000000L, 0) < 0)
+        return *why = "index must be an integer from 0 to the axis length - 1", NULL;
     json_t *h = NULL;
     zmq_msg_t payload;
     zmq_msg_init(&payload);
@@ -231,6 +233,8 @@ struct MHD_Response *web_image_angle(aptd_web *w, const char *slice, const char 
     int png;
     if (parse_format(format, &png))
         return *why = "format must be png or raw", NULL;
+    if (slice && parse_index(slice, 1000000000L, 0) < 0)
+        return *why = "slice must be an integer from 0 to the stack's slices - 1", NULL;
     pthread_mutex_lock(&w->mu);
     if (!w->phase) {
         pthread_mutex_unlock(&w->mu);

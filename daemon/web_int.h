@@ -11,10 +11,10 @@
 
 #include "aptd_int.h"
 
-#define WEB_RING 512                          /* events kept for streams that are behind */
 #define WEB_RING_BYTES ((size_t)8 << 20)      /* ... and at most this many bytes of them */
 #define WEB_HISTORY 10000                     /* metrics history entries per series */
 #define WEB_KEEPALIVE_S 10.0                  /* an idle stream gets a comment this often */
+#define WEB_SNDBUF (64 << 10)                 /* kernel send buffer per connection (bytes; Linux doubles it) */
 
 typedef struct web_event {
     uint64_t id;
@@ -30,7 +30,8 @@ typedef struct aptd_web {
     pthread_mutex_t mu;                       /* everything below up to the counters */
     pthread_cond_t cv;                        /* a new event, or stopping */
     int stopping;
-    web_event ring[WEB_RING];
+    web_event *ring;                          /* web.stream_events records */
+    uint64_t ring_cap;
     uint64_t first_id, next_id;               /* the ring holds ids first_id .. next_id-1 */
     size_t ring_bytes;
     struct json_t *hist[3];                   /* approximant, baseline, metrics headers, oldest first */
@@ -49,7 +50,7 @@ typedef struct aptd_web {
 } aptd_web;
 
 /* web_feed.c */
-int web_feed_init(aptd_web *w);
+int web_feed_init(aptd_web *w, int events); /* the ring holds that many events */
 void web_feed_free(aptd_web *w);
 /* {"approximant":[..],"baseline":[..],"metrics":[..]} (a copy) */
 struct json_t *web_feed_history(aptd_web *w);

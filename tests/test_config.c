@@ -88,6 +88,7 @@ static const struct {
     {"web.port", "0"},
     {"web.address", "127.0.0.1"},
     {"web.max_clients", "16"},
+    {"web.stream_events", "512"},
     {"web.timeout_s", "30"},
     {"compute.backend", "auto"},
     {"physics.energy_keV", "8.8"},

@@ -57,7 +57,7 @@ typedef struct aptd_settings {
     int log_level;              /* APT_LOG_* */
     /* the dashboard (web*.c): off when web_port is 0 */
     char web_address[64];
-    int web_port, web_max_clients;
+    int web_port, web_max_clients, web_stream_events;
     double web_timeout_s;
     /* physics: probe NULL = reconstruction off (angles are only reported) */
     apt_angle_cfg angle;

@@ -56,6 +56,8 @@ static const apt_config_key keys[] = {
     S("web.address", "\"127.0.0.1\"", APT_CFG_NONEMPTY,
       "numeric IPv4 or IPv6 address the dashboard listens on; 0.0.0.0 or :: = every interface (no access control)"),
     I("web.max_clients", "16", 1, 1024, "concurrent dashboard connections (each event stream is one); more wait"),
+    I("web.stream_events", "512", 16, 1000000,
+      "events kept for live streams that are behind; one further behind is sent a fresh snapshot instead"),
     F("web.timeout_s", "30", 1, 3600, 0, "a dashboard connection that stalls (reads nothing) this long is closed (s)"),
 
     E("compute.backend", "auto", "auto|cpu|gpu",
