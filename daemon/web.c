@@ -138,6 +138,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (q.bad) {
         char why[160];
         snprintf(why, sizeof why, "unknown query parameter '%.64s' for %.40s", q.bad, url);
+        for (char *p = why; *p; p++) /* the name is the client's bytes: JSON text must be valid UTF-8 */
+            if ((unsigned char)*p < 32 || (unsigned char)*p > 126)
+                *p = '?';
         return send_error(w, c, MHD_HTTP_BAD_REQUEST, why);
     }
     if (!strcmp(url, "/")) {
